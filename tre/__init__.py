@@ -1,0 +1,91 @@
+"""tre: a model of the 3GPP TR 33.812 Trusted Environment with isolated stakeholder domains.
+
+The public API. Embed a TRE with :func:`open_tre`; write a domain by subclassing
+:class:`Domain` and marking handlers with :func:`service`; test it with
+:mod:`tre.testing`. Everything else lives in private modules.
+"""
+
+from ipc import InvalidFrame as InvalidFrame
+from ipc import TREError as TREError
+
+from ._config import HostPolicy as HostPolicy
+from ._config import TREConfig as TREConfig
+from ._config import default_config as default_config
+from ._config import load_config as load_config
+from ._config import parse_config as parse_config
+from ._context import Context as Context
+from ._errors import Aborted as Aborted
+from ._errors import Busy as Busy
+from ._errors import CallError as CallError
+from ._errors import CallTimeout as CallTimeout
+from ._errors import ConfigError as ConfigError
+from ._errors import Denied as Denied
+from ._errors import DomainFailed as DomainFailed
+from ._errors import InternalError as InternalError
+from ._errors import NoSuchDomain as NoSuchDomain
+from ._errors import NoSuchMethod as NoSuchMethod
+from ._errors import RemoteError as RemoteError
+from ._errors import ServiceError as ServiceError
+from ._errors import TooLarge as TooLarge
+from ._kernel import KernelEvent as KernelEvent
+from ._lifecycle import DomainState as DomainState
+from ._loader import ENTRY_POINT_GROUP as ENTRY_POINT_GROUP
+from ._loader import DomainSpec as DomainSpec
+from ._loader import load_domain_dir as load_domain_dir
+from ._loader import load_plugin as load_plugin
+from ._manifest import HOST as HOST
+from ._manifest import AbortPolicy as AbortPolicy
+from ._manifest import Manifest as Manifest
+from ._manifest import Quotas as Quotas
+from ._manifest import load_manifest as load_manifest
+from ._manifest import parse_manifest as parse_manifest
+from ._plugin import Domain as Domain
+from ._plugin import service as service
+from ._policy import Decision as Decision
+from ._policy import Policy as Policy
+from ._runtime import TRE as TRE
+from ._runtime import DomainInfo as DomainInfo
+from ._runtime import open_tre as open_tre
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "HOST",
+    "TRE",
+    "AbortPolicy",
+    "Aborted",
+    "Busy",
+    "CallError",
+    "CallTimeout",
+    "ConfigError",
+    "Context",
+    "Decision",
+    "Denied",
+    "Domain",
+    "DomainFailed",
+    "DomainInfo",
+    "DomainSpec",
+    "DomainState",
+    "HostPolicy",
+    "InternalError",
+    "InvalidFrame",
+    "KernelEvent",
+    "Manifest",
+    "NoSuchDomain",
+    "NoSuchMethod",
+    "Policy",
+    "Quotas",
+    "RemoteError",
+    "ServiceError",
+    "TREConfig",
+    "TREError",
+    "TooLarge",
+    "default_config",
+    "load_config",
+    "load_domain_dir",
+    "load_manifest",
+    "load_plugin",
+    "open_tre",
+    "parse_config",
+    "parse_manifest",
+    "service",
+]

@@ -1,0 +1,155 @@
+"""The TRE config: which domains to boot, what the host may call, per-domain settings.
+
+A config is a small TOML file (see ``examples/tre.toml``)::
+
+    [tre]
+    name = "m2m-demo"
+
+    [domains]
+    enable = ["oem", "meter", "mno", "vault"]   # plugins from the tre.domains entry points
+    paths = ["my_domains/foo"]                  # folders holding a domain.toml
+
+    [[host.calls]]                              # what the device outside the TRE may call
+    domain = "oem"
+    methods = ["info"]
+
+    [settings.meter]                            # handed to the domain as ctx.settings
+    interval = 0.5
+
+Relative paths are resolved against the config file's folder. With no config at all the
+embedded default (:func:`default_config`) boots every installed reference domain.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ._errors import ConfigError
+from ._manifest import ID_RE, METHOD_RE, RESERVED_IDS
+
+__all__ = ["HostPolicy", "TREConfig", "default_config", "load_config", "parse_config"]
+
+
+@attrs.frozen
+class HostPolicy:
+    """What the host (the device outside the TRE) may call, and its quota."""
+
+    calls: Mapping[str, frozenset[str]] = attrs.field(factory=dict)
+    max_outstanding: int = 64
+
+
+@attrs.frozen
+class TREConfig:
+    name: str = "tre"
+    path: str = "<default>"
+    #: entry-point names in the ``tre.domains`` group
+    enable: tuple[str, ...] = ()
+    #: folders holding a ``domain.toml``
+    paths: tuple[Path, ...] = ()
+    host: HostPolicy = HostPolicy()
+    #: domain id -> settings table handed to that domain (read-only)
+    settings: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+
+
+REFERENCE_DOMAINS = ("oem", "meter", "mno", "vault")
+
+
+def default_config() -> TREConfig:
+    """The embedded default: the reference domains, the host allowed their public services."""
+    return TREConfig(
+        name="tre-default",
+        enable=REFERENCE_DOMAINS,
+        host=HostPolicy(
+            calls={
+                "oem": frozenset({"info", "time"}),
+                "meter": frozenset({"latest", "history", "selftest"}),
+                "mno": frozenset({"status"}),
+            }
+        ),
+    )
+
+
+def parse_config(data: Mapping[str, Any], path: str = "<memory>") -> TREConfig:
+    def fail(key: str, problem: str) -> ConfigError:
+        return ConfigError(path, key, problem)
+
+    def table(value: Any, key: str, allowed: set[str] | None) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise fail(key, "must be a table")
+        if allowed is not None:
+            for k in value:
+                if k not in allowed:
+                    where = f"{key}.{k}" if key else k
+                    raise fail(where, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        return value
+
+    def str_list(value: Any, key: str) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise fail(key, "must be a list of non-empty strings")
+        return value
+
+    top = table(dict(data), "", {"tre", "domains", "host", "settings"})
+    tre_t = table(top.get("tre", {}), "tre", {"name"})
+    name = tre_t.get("name", "tre")
+    if not isinstance(name, str) or not name:
+        raise fail("tre.name", "must be a non-empty string")
+
+    dom_t = table(top.get("domains", {}), "domains", {"enable", "paths"})
+    enable = str_list(dom_t.get("enable", []), "domains.enable")
+    base = Path(path).parent if path not in ("<memory>", "<default>") else Path.cwd()
+    paths = tuple((base / p) for p in str_list(dom_t.get("paths", []), "domains.paths"))
+
+    host_t = table(top.get("host", {}), "host", {"calls", "max_outstanding"})
+    calls: dict[str, frozenset[str]] = {}
+    raw_calls = host_t.get("calls", [])
+    if not isinstance(raw_calls, list):
+        raise fail("host.calls", "must be an array of tables ([[host.calls]])")
+    for i, entry in enumerate(raw_calls):
+        key = f"host.calls[{i}]"
+        entry = table(entry, key, {"domain", "methods"})
+        callee = entry.get("domain")
+        if not isinstance(callee, str) or not ID_RE.match(callee) or callee in RESERVED_IDS:
+            raise fail(f"{key}.domain", "must be a domain id")
+        methods = str_list(entry.get("methods", []), f"{key}.methods")
+        if not methods:
+            raise fail(f"{key}.methods", "must name at least one method")
+        for j, m in enumerate(methods):
+            if not METHOD_RE.match(m):
+                raise fail(f"{key}.methods[{j}]", f"{m!r} is not a method name")
+        calls[callee] = calls.get(callee, frozenset()) | frozenset(methods)
+    max_out = host_t.get("max_outstanding", 64)
+    if type(max_out) is not int or not 1 <= max_out <= 65536:
+        raise fail("host.max_outstanding", "must be an integer from 1 to 65536")
+
+    settings_t = table(top.get("settings", {}), "settings", None)
+    settings: dict[str, Mapping[str, Any]] = {}
+    for dom, values in settings_t.items():
+        settings[dom] = table(values, f"settings.{dom}", None)
+
+    return TREConfig(
+        name=name,
+        path=path,
+        enable=tuple(enable),
+        paths=paths,
+        host=HostPolicy(calls=calls, max_outstanding=max_out),
+        settings=settings,
+    )
+
+
+def load_config(path: str | Path) -> TREConfig:
+    """Read and validate a TRE config file."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(str(p), "", f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(p), "", "is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(p), "", f"invalid TOML: {exc}") from None
+    return parse_config(data, str(p))

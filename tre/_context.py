@@ -1,0 +1,76 @@
+"""A domain's handle on the TRE: the only object a domain gets from the kernel.
+
+Everything a domain does to the outside goes through its context: calls, notifications,
+watching peers, background tasks. The kernel learns who is calling from the context the
+call came through, never from anything the domain writes. A context belongs to one
+generation of its domain; after a restart the old one refuses to act.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._kernel import DomainRuntime, Kernel
+
+__all__ = ["Context"]
+
+
+class Context:
+    __slots__ = ("__kernel", "__rt", "_generation", "id", "log", "settings")
+
+    def __init__(self, kernel: Kernel, rt: DomainRuntime) -> None:
+        self.__kernel = kernel
+        self.__rt = rt
+        self._generation = rt.generation
+        #: this domain's id
+        self.id: str = rt.id
+        #: this domain's settings from the TRE config (read-only)
+        self.settings: Mapping[str, Any] = MappingProxyType(dict(rt.settings))
+        #: a logger named ``tre.domain.<id>``
+        self.log = logging.getLogger(f"tre.domain.{rt.id}")
+
+    def __repr__(self) -> str:
+        return f"<Context domain={self.id!r} generation={self._generation}>"
+
+    @property
+    def generation(self) -> int:
+        """1 on first boot, +1 on each restart."""
+        return self._generation
+
+    async def call(
+        self,
+        domain: str,
+        method: str,
+        body: Any = None,
+        *,
+        timeout: float | None = None,
+        wait: bool = True,
+    ) -> Any:
+        """Call ``domain.method`` with ``body`` and return the reply body.
+
+        ``timeout`` (seconds) defaults to the callee's ``default_deadline``. With
+        ``wait=False`` a full inbox gives :class:`~tre.Busy` at once instead of waiting.
+        Raises one of the :class:`~tre.CallError` outcomes or :class:`ipc.InvalidFrame`
+        when ``body`` cannot be put on the wire.
+        """
+        return await self.__kernel.call(
+            self.__rt, self._generation, domain, method, body, timeout, wait
+        )
+
+    def notify(self, domain: str, method: str, body: Any = None) -> None:
+        """Send a one-way notification (same policy as a call; no reply, never waits)."""
+        self.__kernel.notify(self.__rt, self._generation, domain, method, body)
+
+    def watch(self, peer: str) -> None:
+        """Ask to be told (``on_domain_down``/``on_domain_up``) when ``peer`` fails or comes
+        back. Only peers this domain may call can be watched."""
+        self.__kernel.watch(self.__rt, self._generation, peer)
+
+    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run ``fn(*args)`` as a task of this domain's task group. If it raises, the domain
+        has failed, exactly as if a handler had."""
+        self.__kernel.start_domain_task(self.__rt, self._generation, fn, *args)
