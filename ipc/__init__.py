@@ -50,6 +50,7 @@ from ._frame import frame as frame
 from ._frame import frame_body as frame_body
 from ._limits import DEFAULT_LIMITS as DEFAULT_LIMITS
 from ._limits import Limits as Limits
+from ._local import LocalCodec as LocalCodec
 
 __all__ = [
     "CLOSED",
@@ -63,6 +64,7 @@ __all__ = [
     "InvalidFrame",
     "Kind",
     "Limits",
+    "LocalCodec",
     "Notification",
     "Request",
     "Response",

@@ -9,7 +9,7 @@ generation of its domain; after a restart the old one refuses to act.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +41,7 @@ class Context:
         """1 on first boot, +1 on each restart."""
         return self._generation
 
-    async def call(
+    def call(
         self,
         domain: str,
         method: str,
@@ -49,7 +49,7 @@ class Context:
         *,
         timeout: float | None = None,
         wait: bool = True,
-    ) -> Any:
+    ) -> Coroutine[Any, Any, Any]:
         """Call ``domain.method`` with ``body`` and return the reply body.
 
         ``timeout`` (seconds) defaults to the callee's ``default_deadline``. With
@@ -57,9 +57,9 @@ class Context:
         Raises one of the :class:`~tre.CallError` outcomes or :class:`ipc.InvalidFrame`
         when ``body`` cannot be put on the wire.
         """
-        return await self.__kernel.call(
-            self.__rt, self._generation, domain, method, body, timeout, wait
-        )
+        # Returns the kernel's coroutine rather than awaiting it: one frame less on the
+        # hottest path. ``await ctx.call(...)`` reads the same.
+        return self.__kernel.call(self.__rt, self._generation, domain, method, body, timeout, wait)
 
     def notify(self, domain: str, method: str, body: Any = None) -> None:
         """Send a one-way notification (same policy as a call; no reply, never waits)."""

@@ -82,7 +82,7 @@ class Route:
 class Caller:
     """Anything that calls: a domain, or the host."""
 
-    __slots__ = ("generation", "id", "limits", "max_outstanding", "outstanding", "routes")
+    __slots__ = ("generation", "id", "max_frame", "max_outstanding", "outstanding", "routes")
 
     def __init__(self, caller_id: str, max_outstanding: int, max_frame_bytes: int) -> None:
         self.id = caller_id
@@ -90,7 +90,8 @@ class Caller:
         self.routes: dict[str, Route] = {}
         self.outstanding = 0
         self.max_outstanding = max_outstanding
-        self.limits = ipc.Limits(max_frame_bytes=max_frame_bytes)
+        #: largest frame this caller accepts (requests to it, replies to it)
+        self.max_frame = max_frame_bytes
 
 
 class DomainRuntime(Caller):
@@ -149,6 +150,7 @@ class Kernel:
         self.policy = Policy.compile((s.manifest for s in self.specs), config.host.calls)
         self.events: collections.deque[KernelEvent] = collections.deque(maxlen=EVENT_HISTORY)
         self.deadlines = DeadlineQueue(self._expire)
+        self.codec = ipc.LocalCodec()
         self.changed = trio.Event()
         self._msgid = 0
 
@@ -220,11 +222,11 @@ class Kernel:
             raise ValueError("timeout must be a positive number of seconds")
         msgid = self._msgid = (self._msgid + 1) & 0xFFFFFFFF
         try:
-            frame = ipc.encode(ipc.Request(msgid, method, body, float(timeout)), callee.limits)
+            frame = self.codec.request(msgid, method, float(timeout), body, callee.max_frame)
         except ipc.InvalidFrame as exc:
             if exc.reason == "too_large":
                 raise TooLarge(
-                    f"request over {domain!r}'s limit of {callee.limits.max_frame_bytes} bytes"
+                    f"request over {domain!r}'s limit of {callee.max_frame} bytes"
                 ) from None
             raise
         slot = ReplySlot(now + timeout)
@@ -241,18 +243,18 @@ class Kernel:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             inflight.discard(slot)
             raise Aborted(f"{domain!r} failed") from None
-        self.deadlines.add(slot)
+        deadlines = self.deadlines
+        deadlines.add(slot)
         caller.outstanding += 1
         try:
             reply = await slot.wait()
         finally:
             caller.outstanding -= 1
-            self.deadlines.prune()
-        envelope = ipc.decode(reply, caller.limits)
-        if type(envelope) is ipc.Response:
-            return envelope.body
-        assert type(envelope) is ipc.Error
-        raise error_for_code(envelope.code, envelope.message)
+            deadlines.prune()
+        items = self.codec.unpack(reply)
+        if items[0] == 1:
+            return items[2]
+        raise error_for_code(items[2], items[3])
 
     async def _send_slowly(self, callee: DomainRuntime, item: Item, slot: ReplySlot) -> None:
         """The inbox was full and the caller waits for room, at most until its deadline."""
@@ -286,7 +288,7 @@ class Kernel:
         if not route.bucket.take(trio.current_time()):
             raise Busy(f"call rate to {domain!r} exceeded")
         try:
-            frame = ipc.encode(ipc.Notification(method, body), callee.limits)
+            frame = self.codec.notification(method, body, callee.max_frame)
         except ipc.InvalidFrame as exc:
             if exc.reason == "too_large":
                 raise TooLarge(f"notification over {domain!r}'s frame limit") from None
@@ -333,7 +335,8 @@ class Kernel:
         A handler that raises :class:`ServiceError` answers with REMOTE_ERROR; any other
         exception propagates and fails the domain (the supervisor takes over)."""
         recv = rt.inbox_recv
-        limits = rt.limits
+        codec = self.codec
+        inflight = rt.inflight
         while True:
             with trio.CancelScope() as scope:
                 while True:
@@ -344,30 +347,24 @@ class Kernel:
                         )
                         continue
                     if slot.done:  # timed out or abandoned while queued
-                        rt.inflight.discard(slot)
+                        inflight.discard(slot)
                         continue
                     assert frame is not None
-                    try:
-                        request = ipc.decode(frame, limits)
-                        if type(request) is not ipc.Request:
-                            raise ipc.InvalidFrame("bad_kind", "expected a request")
-                    except ipc.InvalidFrame as exc:
-                        rt.inflight.discard(slot)
-                        slot.set(ipc.encode(ipc.Error(0, exc.code, exc.reason)))
-                        continue
+                    request = codec.unpack(frame)
+                    msgid = request[1]
                     CHAIN.set(chain)
                     slot.serving = scope
                     try:
-                        result = await handlers[request.method](caller.id, request.body)
+                        result = await handlers[request[2]](caller.id, request[4])
                     except ServiceError as exc:
-                        reply = ipc.encode(ipc.Error(request.msgid, "REMOTE_ERROR", _safe(exc)))
+                        reply = codec.error(msgid, "REMOTE_ERROR", _safe(exc))
                     else:
                         try:
-                            reply = ipc.encode(ipc.Response(request.msgid, result), caller.limits)
+                            reply = codec.response(msgid, result, caller.max_frame)
                         except ipc.InvalidFrame as exc:
-                            reply = ipc.encode(_bad_reply(request.msgid, exc))
+                            reply = _bad_reply(codec, msgid, exc)
                     slot.serving = None
-                    rt.inflight.discard(slot)
+                    inflight.discard(slot)
                     rt.served += 1
                     slot.set(reply)
             # Our scope was cancelled: a handler overran its caller's deadline.
@@ -390,18 +387,12 @@ class Kernel:
             await hook(peer)
             return
         assert frame is not None
-        try:
-            note = ipc.decode(frame, rt.limits)
-            if type(note) is not ipc.Notification:
-                raise ipc.InvalidFrame("bad_kind", "expected a notification")
-        except ipc.InvalidFrame:
-            self.record("invalid", rt.id, f"notification from {caller.id}")
-            return
+        _, method, body = self.codec.unpack(frame)
         CHAIN.set((rt.id,))
         try:
-            await handlers[note.method](caller.id, note.body)
+            await handlers[method](caller.id, body)
         except ServiceError as exc:
-            self.record("notification_error", rt.id, f"{note.method}: {exc.code}")
+            self.record("notification_error", rt.id, f"{method}: {exc.code}")
         rt.served += 1
 
 
@@ -413,10 +404,10 @@ def _safe(exc: ServiceError) -> str:
     return f"{code}: {message}" if message else code
 
 
-def _bad_reply(msgid: int, exc: ipc.InvalidFrame) -> ipc.Error:
+def _bad_reply(codec: ipc.LocalCodec, msgid: int, exc: ipc.InvalidFrame) -> bytes:
     if exc.reason == "too_large":
-        return ipc.Error(msgid, TooLarge.code, "the reply is over the caller's frame limit")
-    return ipc.Error(
+        return codec.error(msgid, TooLarge.code, "the reply is over the caller's frame limit")
+    return codec.error(
         msgid, "REMOTE_ERROR", f"BAD_REPLY: the reply cannot be encoded ({exc.reason})"
     )
 

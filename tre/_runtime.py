@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,7 @@ class TRE:
         """Recent kernel events (boot faults, restarts, stops, denials, overruns)."""
         return list(self._kernel.events)
 
-    async def call(
+    def call(
         self,
         domain: str,
         method: str,
@@ -74,10 +74,11 @@ class TRE:
         *,
         timeout: float | None = None,
         wait: bool = True,
-    ) -> Any:
-        """Call ``domain.method`` as the host. Same outcomes as :meth:`Context.call`."""
+    ) -> Coroutine[Any, Any, Any]:
+        """``await t.call(...)``: call ``domain.method`` as the host. Same outcomes as
+        :meth:`Context.call`."""
         kernel = self._kernel
-        return await kernel.call(kernel.host, 0, domain, method, body, timeout, wait)
+        return kernel.call(kernel.host, 0, domain, method, body, timeout, wait)
 
     def notify(self, domain: str, method: str, body: Any = None) -> None:
         """Send a one-way notification as the host."""

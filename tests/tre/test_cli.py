@@ -1,0 +1,142 @@
+"""The tre command line: help everywhere, exit 2 with one line on bad input, --json data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tre._cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "tre.toml"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # --help and --version exit through argparse
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["demo", "--help"],
+        ["run", "--help"],
+        ["domains", "--help"],
+        ["policy", "--help"],
+        ["policy", "show", "--help"],
+    ],
+)
+def test_every_command_has_help(capsys, argv):
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    assert "usage: tre" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["bogus"],
+        ["policy"],
+        ["run", "--duration", "soon"],
+        ["run", "--duration", "-1"],
+        ["demo", "--interval", "0"],
+        ["domains", "--what"],
+    ],
+)
+def test_bad_usage_exits_2_with_one_line(capsys, argv):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("tre: error: ")
+
+
+def test_bad_config_names_the_file_and_key(capsys, tmp_path):
+    bad = tmp_path / "tre.toml"
+    bad.write_text('[domains]\nenable = ["oem"]\nsurprise = 1\n')
+    code, _, err = run(capsys, "domains", "--config", str(bad))
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert str(bad) in err and "domains.surprise" in err
+
+
+def test_missing_config_and_unknown_plugin(capsys, tmp_path):
+    code, _, err = run(capsys, "policy", "show", "--config", str(tmp_path / "none.toml"))
+    assert code == 2 and "cannot read" in err
+    cfg = tmp_path / "tre.toml"
+    cfg.write_text('[domains]\nenable = ["nope"]\n')
+    code, _, err = run(capsys, "run", "--config", str(cfg), "--duration", "0")
+    assert code == 2 and "nope" in err and "oem" in err
+
+
+def test_domains_table_and_json(capsys):
+    code, out, _ = run(capsys, "domains")
+    assert code == 0
+    for name in ("oem", "meter", "mno", "vault", "isolated"):
+        assert name in out
+    code, out, _ = run(capsys, "domains", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert [d["id"] for d in data] == ["oem", "meter", "mno", "vault"]
+    assert data[3]["isolated"] is True
+    assert data[0]["services"]["timestamp"] == ["meter"]
+
+
+def test_example_config_loads_the_folder_plugin(capsys):
+    code, out, _ = run(capsys, "domains", "--config", str(EXAMPLE), "--json")
+    assert code == 0
+    assert "hello" in [d["id"] for d in json.loads(out)]
+
+
+def test_policy_show(capsys):
+    code, out, _ = run(capsys, "policy", "show")
+    assert code == 0
+    assert "caller \\ callee" in out
+    assert "mno -> oem.timestamp: DENIED" in out
+    assert "Isolated domains: vault" in out
+    code, out, _ = run(capsys, "policy", "show", "--json")
+    data = json.loads(out)
+    assert len(data["digest"]) == 64
+    entry = next(
+        e
+        for e in data["entries"]
+        if (e["caller"], e["callee"], e["method"]) == ("meter", "oem", "timestamp")
+    )
+    assert entry["decision"] == "OK"
+
+
+def test_run_for_a_while_then_summarise(capsys):
+    code, out, err = run(capsys, "run", "--config", str(EXAMPLE), "--duration", "0.3", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert {d["id"] for d in data["domains"]} == {"oem", "meter", "mno", "vault", "hello"}
+    assert all(d["state"] == "running" for d in data["domains"])
+    assert "booted" in err
+
+
+def test_demo_tells_the_whole_story(capsys):
+    code, out, _ = run(capsys, "demo", "--interval", "0.02")
+    assert code == 0, out
+    assert "host -> oem.info" in out
+    assert "DENIED" in out
+    assert "ABORTED" in out
+    assert "generation 1 -> 2" in out
+    assert out.rstrip().endswith("demo completed")
+
+
+def test_console_script_runs_as_a_module():
+    proc = subprocess.run(
+        [sys.executable, "-m", "tre", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("tre ")

@@ -1,0 +1,7 @@
+"""``python -m tre`` is the ``tre`` command."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())

@@ -1,0 +1,263 @@
+"""The ``tre`` command line.
+
+Every command has ``--help``. Bad usage and bad configuration exit with status 2 and one
+line on stderr; ``--json`` prints data for scripts wherever the output is data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+from typing import Any, NoReturn
+
+import trio
+
+from ._config import TREConfig, default_config, load_config
+from ._errors import TREError
+from ._loader import DomainSpec, resolve
+from ._policy import Policy
+
+__all__ = ["main"]
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage in one line (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _config(path: str | None) -> TREConfig:
+    return default_config() if path is None else load_config(path)
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=True, default=str)
+    sys.stdout.write("\n")
+
+
+def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += [
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def _manifest_dict(spec: DomainSpec) -> dict[str, Any]:
+    m = spec.manifest
+    return {
+        "id": m.id,
+        "owner": m.owner,
+        "version": m.version,
+        "svn": m.svn,
+        "entry": m.entry,
+        "path": m.path,
+        "isolated": m.isolated,
+        "boot_order": m.boot_order,
+        "default_deadline": m.default_deadline,
+        "services": {k: sorted(v) for k, v in sorted(m.services.items())},
+        "calls": {k: sorted(v) for k, v in sorted(m.calls.items())},
+        "quotas": {
+            "max_frame_bytes": m.quotas.max_frame_bytes,
+            "inbox_depth": m.quotas.inbox_depth,
+            "max_outstanding": m.quotas.max_outstanding,
+            "calls_per_second": m.quotas.calls_per_second,
+            "burst": m.quotas.burst,
+            "concurrency": m.quotas.concurrency,
+        },
+        "abort": {
+            "action": m.abort.action,
+            "max_restarts": m.abort.max_restarts,
+            "period": m.abort.period,
+        },
+    }
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ._demo import run_demo
+
+    return run_demo(interval=args.interval)
+
+
+def cmd_domains(args: argparse.Namespace) -> int:
+    specs = resolve(_config(args.config))
+    if args.json:
+        _print_json([_manifest_dict(s) for s in specs])
+        return 0
+    rows = []
+    for s in specs:
+        m = s.manifest
+        offers = "isolated" if m.isolated else ", ".join(sorted(m.services)) or "-"
+        calls = ", ".join(f"{d}.{x}" for d, ms in sorted(m.calls.items()) for x in sorted(ms))
+        rows.append([m.id, m.owner, m.version, str(m.svn), str(m.boot_order), offers, calls or "-"])
+    print(_table(rows, ["id", "owner", "version", "svn", "boot", "services", "calls"]))
+    return 0
+
+
+def cmd_policy_show(args: argparse.Namespace) -> int:
+    config = _config(args.config)
+    specs = resolve(config)
+    policy = Policy.compile((s.manifest for s in specs), config.host.calls)
+    entries = policy.matrix()
+    if args.json:
+        _print_json(
+            {
+                "digest": policy.digest(),
+                "isolated": sorted(policy.isolated),
+                "entries": [
+                    {"caller": a, "callee": b, "method": m, "decision": d.code, "reason": d.reason}
+                    for a, b, m, d in entries
+                ],
+            }
+        )
+        return 0
+    callees = sorted(policy.offered)
+    grid = []
+    for caller in policy.callers():
+        row = [caller]
+        for callee in callees:
+            methods = sorted(m for a, b, m in policy.edges if a == caller and b == callee)
+            row.append(",".join(methods) if methods else ".")
+        grid.append(row)
+    print("Who may call what (rows call columns; '.' = no channel):\n")
+    print(_table(grid, ["caller \\ callee", *callees]))
+    refused = [(a, b, m, d) for a, b, m, d in entries if not d.allowed]
+    if refused:
+        print("\nDeclared or offered but refused:")
+        for a, b, m, d in refused:
+            print(f"  {a} -> {b}.{m}: {d.code} ({d.reason})")
+    if policy.isolated:
+        print(f"\nIsolated domains: {', '.join(sorted(policy.isolated))}")
+    print(f"\npolicy digest: {policy.digest()}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ._runtime import open_tre
+
+    config = _config(args.config)
+
+    async def run() -> dict[str, Any]:
+        async with open_tre(config) as t:
+            print(
+                f"tre: {config.name}: {len(t.domains())} domains booted "
+                f"in {t.boot_seconds * 1000:.1f} ms",
+                file=sys.stderr,
+            )
+            try:
+                if args.duration is None:
+                    await trio.sleep_forever()
+                await trio.sleep(args.duration)
+            finally:
+                summary = {
+                    "name": config.name,
+                    "domains": [vars_of(d) for d in t.domains()],
+                    "events": [vars_of(e) for e in t.events],
+                }
+        return summary
+
+    try:
+        summary = trio.run(run)
+    except KeyboardInterrupt:
+        print("tre: interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        _print_json(summary)
+    else:
+        rows = [
+            [d["id"], d["state"], str(d["generation"]), str(d["served"]), str(d["faults"])]
+            for d in summary["domains"]
+        ]
+        print(_table(rows, ["domain", "state", "generation", "served", "faults"]))
+    return 0
+
+
+def vars_of(obj: Any) -> dict[str, Any]:
+    import attrs
+
+    return attrs.asdict(obj)
+
+
+# --- parser -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="tre",
+        description="A model of the 3GPP TR 33.812 Trusted Environment with isolated "
+        "stakeholder domains.",
+    )
+    try:
+        version = metadata.version("tre")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a checkout
+        version = "unknown"
+    parser.add_argument("--version", action="version", version=f"tre {version}")
+    parser.add_argument(
+        "--log-level",
+        default="error",
+        choices=["debug", "info", "warning", "error"],
+        help="log level on stderr (default: error)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def config_opt(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", metavar="FILE", help="TRE config (default: the embedded one)")
+
+    p = sub.add_parser("demo", help="boot the reference domains and show them at work")
+    p.add_argument("--interval", type=float, default=0.1, help="meter sampling interval (s)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("run", help="boot a TRE and keep it running")
+    config_opt(p)
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    p.add_argument("--json", action="store_true", help="print the closing summary as JSON")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("domains", help="list the domains a config boots (their manifests)")
+    config_opt(p)
+    p.add_argument("--json", action="store_true", help="print the manifests as JSON")
+    p.set_defaults(func=cmd_domains)
+
+    p = sub.add_parser("policy", help="inspect the compiled security policy")
+    psub = p.add_subparsers(dest="policy_command", metavar="ACTION", parser_class=_Parser)
+    psub.required = True
+    ps = psub.add_parser("show", help="the matrix of who may call what")
+    config_opt(ps)
+    ps.add_argument("--json", action="store_true", help="print every decision as JSON")
+    ps.set_defaults(func=cmd_policy_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if getattr(args, "duration", None) is not None and args.duration < 0:
+            raise _UsageError("--duration must not be negative")
+        if getattr(args, "interval", 1.0) <= 0:
+            raise _UsageError("--interval must be positive")
+        logging.basicConfig(
+            level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+        )
+        return int(args.func(args))
+    except _UsageError as exc:
+        print(f"tre: error: {exc}", file=sys.stderr)
+        return 2
+    except TREError as exc:
+        print(f"tre: error: {exc}", file=sys.stderr)
+        return 2
