@@ -113,13 +113,13 @@ def parse_config(data: Mapping[str, Any], path: str = "<memory>") -> TREConfig:
         key = f"host.calls[{i}]"
         entry = table(entry, key, {"domain", "methods"})
         callee = entry.get("domain")
-        if not isinstance(callee, str) or not ID_RE.match(callee) or callee in RESERVED_IDS:
+        if not isinstance(callee, str) or not ID_RE.fullmatch(callee) or callee in RESERVED_IDS:
             raise fail(f"{key}.domain", "must be a domain id")
         methods = str_list(entry.get("methods", []), f"{key}.methods")
         if not methods:
             raise fail(f"{key}.methods", "must name at least one method")
         for j, m in enumerate(methods):
-            if not METHOD_RE.match(m):
+            if not METHOD_RE.fullmatch(m):
                 raise fail(f"{key}.methods[{j}]", f"{m!r} is not a method name")
         calls[callee] = calls.get(callee, frozenset()) | frozenset(methods)
     max_out = host_t.get("max_outstanding", 64)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import sys
 from collections.abc import Iterable
 from importlib import metadata, resources
@@ -50,6 +51,11 @@ def check_spec(manifest: Manifest, cls: object) -> DomainSpec:
     if not (isinstance(cls, type) and issubclass(cls, Domain)):
         raise ConfigError(manifest.path, "entry", f"{manifest.entry} is not a tre.Domain subclass")
     handlers = cls.service_names()
+    for name, attr in handlers.items():
+        if not inspect.iscoroutinefunction(getattr(cls, attr)):
+            raise ConfigError(
+                manifest.path, f"services.{name}", f"{cls.__name__}.{attr} must be an async def"
+            )
     for name in manifest.services:
         if name not in handlers:
             raise ConfigError(
@@ -99,6 +105,10 @@ def _import_entry(manifest: Manifest, folder: Path | None) -> object:
             raise ConfigError(
                 manifest.path, "entry", f"cannot import {module_name}: {exc}"
             ) from None
+        except Exception as exc:  # the plugin's own code failed while importing
+            raise ConfigError(
+                manifest.path, "entry", f"importing {module_name} failed: {exc!r}"
+            ) from exc
     try:
         return getattr(module, class_name)
     except AttributeError:
@@ -132,6 +142,12 @@ def load_plugin(name: str, where: str = "<config>") -> DomainSpec:
             manifest = load_manifest(path)
     except ModuleNotFoundError as exc:
         raise ConfigError(where, "domains.enable", f"plugin {name!r}: {exc}") from None
+    except ConfigError:
+        raise
+    except Exception as exc:  # the plugin package's own code failed while importing
+        raise ConfigError(
+            where, "domains.enable", f"plugin {name!r}: importing {package} failed: {exc!r}"
+        ) from exc
     return check_spec(manifest, _import_entry(manifest, None))
 
 

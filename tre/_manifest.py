@@ -9,7 +9,6 @@ what the supervisor does when it fails. Unknown keys and bad values raise
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -36,9 +35,10 @@ HOST = "host"
 #: Ids no domain may take: the host and the kernel's own name for system notifications.
 RESERVED_IDS = frozenset({HOST, "tre", "kernel"})
 
-ID_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-METHOD_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-ENTRY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+# Always used with fullmatch (a trailing "$" would accept a final newline).
+ID_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+METHOD_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+ENTRY_RE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 AbortAction = Literal["restart", "stop", "propagate"]
 
@@ -94,8 +94,9 @@ class Manifest:
 
     @property
     def directory(self) -> Path | None:
-        """The folder holding the manifest, or None for an in-memory manifest."""
-        return None if self.path == "<memory>" else Path(self.path).parent
+        """The folder holding the manifest, or None for a manifest built in code
+        (whose ``path`` is a label in angle brackets)."""
+        return None if self.path.startswith("<") else Path(self.path).parent
 
 
 # --- validation -------------------------------------------------------------------------
@@ -125,6 +126,10 @@ _QUOTA_RANGES: dict[str, tuple[type, float, float]] = {
 }
 
 
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
 class _Reader:
     """Pulls typed values out of a TOML table, naming file and key on every error."""
 
@@ -146,19 +151,25 @@ class _Reader:
     def string(self, value: Any, key: str, pattern: re.Pattern[str] | None = None) -> str:
         if not isinstance(value, str) or not value:
             raise self.fail(key, "must be a non-empty string")
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.fullmatch(value):
             raise self.fail(key, f"{value!r} does not match {pattern.pattern}")
+        return value
+
+    def text(self, value: Any, key: str) -> str:
+        if not isinstance(value, str):
+            raise self.fail(key, "must be a string")
         return value
 
     def integer(self, value: Any, key: str, lo: float, hi: float) -> int:
         if type(value) is not int or not lo <= value <= hi:
-            raise self.fail(key, f"must be an integer from {lo:g} to {hi:g}")
+            raise self.fail(key, f"must be an integer from {_num(lo)} to {_num(hi)}")
         return value
 
     def number(self, value: Any, key: str, lo: float, hi: float) -> float:
-        if type(value) not in (int, float) or not math.isfinite(value) or not lo <= value <= hi:
-            raise self.fail(key, f"must be a number from {lo:g} to {hi:g}")
-        return float(value)
+        problem = f"must be a number from {_num(lo)} to {_num(hi)}"
+        if type(value) not in (int, float) or not lo <= value <= hi:  # NaN fails too
+            raise self.fail(key, problem)
+        return float(value)  # in range, so finite and never an overflow
 
     def boolean(self, value: Any, key: str) -> bool:
         if type(value) is not bool:
@@ -172,7 +183,8 @@ class _Reader:
         for i, item in enumerate(value):
             name = self.string(item, f"{key}[{i}]")
             if not (
-                ID_RE.match(name) and (name not in RESERVED_IDS or (allow_host and name == HOST))
+                ID_RE.fullmatch(name)
+                and (name not in RESERVED_IDS or (allow_host and name == HOST))
             ):
                 raise self.fail(f"{key}[{i}]", f"{name!r} is not a valid caller id")
             out.add(name)
@@ -197,7 +209,7 @@ def parse_manifest(data: Mapping[str, Any], path: str = "<memory>") -> Manifest:
         raise r.fail("services", "must be a table of [services.NAME] tables")
     for name, spec in raw_services.items():
         key = f"services.{name}"
-        if not METHOD_RE.match(name):
+        if not METHOD_RE.fullmatch(name):
             raise r.fail(key, f"service name {name!r} does not match {METHOD_RE.pattern}")
         spec = r.table(spec, key, {"allow"})
         allow = r.id_list(spec.get("allow", []), f"{key}.allow", allow_host=True)
@@ -256,7 +268,7 @@ def parse_manifest(data: Mapping[str, Any], path: str = "<memory>") -> Manifest:
         svn=r.integer(data["svn"], "svn", 0, 2**31 - 1),
         entry=r.string(data["entry"], "entry", ENTRY_RE),
         path=path,
-        description=str(data.get("description", "")),
+        description=r.text(data.get("description", ""), "description"),
         isolated=isolated,
         boot_order=r.integer(data.get("boot_order", 100), "boot_order", 0, 1_000_000),
         default_deadline=r.number(

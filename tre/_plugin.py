@@ -21,7 +21,7 @@ fault of the domain and is handled by the supervisor.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 if TYPE_CHECKING:
     from ._context import Context
@@ -33,7 +33,11 @@ _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
 _MARK = "__tre_service__"
 
 
-def service(fn: _F | None = None, *, name: str | None = None) -> Any:
+@overload
+def service(fn: _F) -> _F: ...
+@overload
+def service(*, name: str | None = None) -> Callable[[_F], _F]: ...
+def service(fn: _F | None = None, *, name: str | None = None) -> _F | Callable[[_F], _F]:
     """Mark an ``async def handler(self, caller, body)`` as the service ``name``
     (default: the method's name). Use as ``@service`` or ``@service(name="...")``."""
 
@@ -66,13 +70,13 @@ class Domain:
     @classmethod
     def service_names(cls) -> dict[str, str]:
         """Service name -> attribute name, for every ``@service`` handler of the class."""
-        found: dict[str, str] = {}
+        by_attr: dict[str, str] = {}  # the most derived definition of each attribute wins
         for klass in reversed(cls.__mro__):
             for attr, value in vars(klass).items():
                 svc = getattr(value, _MARK, None)
                 if isinstance(svc, str):
-                    found[svc] = attr
-        return found
+                    by_attr[attr] = svc  # an undecorated override keeps the service
+        return {svc: attr for attr, svc in by_attr.items()}
 
     @classmethod
     def has_run(cls) -> bool:

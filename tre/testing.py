@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from ._config import HostPolicy, TREConfig
+from ._errors import ConfigError
 from ._loader import DomainSpec, check_spec, load_domain_dir
 from ._manifest import parse_manifest
 from ._plugin import Domain
@@ -51,8 +52,12 @@ def spec(
         "owner": "test",
         "version": "0.0.0",
         "svn": 0,
-        "entry": f"{cls.__module__}:{cls.__qualname__}",
+        # The class is handed over directly, so the entry is only a label: __name__ keeps it
+        # valid for classes defined inside a test function.
+        "entry": f"{cls.__module__}:{cls.__name__}",
     }
+    if not (isinstance(cls, type) and issubclass(cls, Domain)):
+        raise ConfigError(f"<spec {id or cls!r}>", "entry", f"{cls!r} is not a tre.Domain subclass")
     if services is None:
         services = {name: [] for name in cls.service_names()}
     data["services"] = {name: {"allow": list(allow)} for name, allow in services.items()}

@@ -14,7 +14,10 @@ from typing import Any
 import msgpack
 import pytest
 from hypothesis import assume, given, settings
-from ipc_strategies import (
+
+import ipc
+from ipc import Error, InvalidFrame, Limits, Notification, Request, Response
+from tests.ipc.ipc_strategies import (
     assert_same,
     assert_same_envelope,
     bodies,
@@ -22,9 +25,6 @@ from ipc_strategies import (
     envelope_depth,
     envelopes,
 )
-
-import ipc
-from ipc import Error, InvalidFrame, Limits, Notification, Request, Response
 
 LIMIT = ipc.DEFAULT_LIMITS.max_frame_bytes
 

@@ -8,10 +8,10 @@ from typing import Any
 import attrs
 import pytest
 from hypothesis import given
-from ipc_strategies import envelopes
 
 import ipc
 from ipc import Error, InvalidFrame, Kind, Notification, Request, Response
+from tests.ipc.ipc_strategies import envelopes
 
 
 def test_kind_codes_are_msgpack_rpc() -> None:

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from ipc_strategies import assert_same_envelope, envelope_depth, envelopes
 
 import ipc
 from ipc import CLOSED, HEADER_SIZE, NEED_DATA, FrameDecoder, InvalidFrame, Limits, Response
+from tests.ipc.ipc_strategies import assert_same_envelope, envelope_depth, envelopes
 
 LIMIT = ipc.DEFAULT_LIMITS.max_frame_bytes
 

@@ -11,9 +11,9 @@ import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ipc_strategies import assert_same, bodies, deadlines, methods, msgids
 
 import ipc
+from tests.ipc.ipc_strategies import assert_same, bodies, deadlines, methods, msgids
 
 codec = ipc.LocalCodec()
 BIG = 1 << 20

@@ -1,0 +1,99 @@
+"""Shared helpers for the scenarios: progress to stderr, tables to stdout, JSON, metadata.
+
+Progress goes to stderr so that stdout holds only the final table (pipe it, diff it);
+machine-readable results go to the ``--json`` file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import msgpack
+import trio
+
+__all__ = [
+    "environment",
+    "fmt_bytes",
+    "fmt_rate",
+    "median",
+    "progress",
+    "render_table",
+    "write_json",
+]
+
+
+def progress(tag: str, message: str, *, stream: TextIO | None = None) -> None:
+    """One progress line, ``[tag] message``, to stderr (flushed at once)."""
+    out = sys.stderr if stream is None else stream
+    print(f"[{tag}] {message}", file=out, flush=True)
+
+
+def median(values: Iterable[float]) -> float:
+    data = list(values)
+    if not data:
+        raise ValueError("median of no values")
+    return float(statistics.median(data))
+
+
+def fmt_rate(value: float) -> str:
+    """Calls per second with thousands separators: ``54 321``."""
+    return f"{value:,.0f}".replace(",", " ")
+
+
+def fmt_bytes(value: float) -> str:
+    if abs(value) >= 1024:
+        return f"{value:,.0f} B ({value / 1024:.1f} KiB)".replace(",", " ")
+    return f"{value:.0f} B"
+
+
+def render_table(
+    headers: Sequence[str], rows: Iterable[Sequence[str]], *, title: str | None = None
+) -> str:
+    """A plain-text table: first column left-aligned, the others right-aligned."""
+    body = [list(map(str, row)) for row in rows]
+    widths = [len(h) for h in headers]
+    for row in body:
+        if len(row) != len(headers):
+            raise ValueError(f"row {row!r} has {len(row)} cells, expected {len(headers)}")
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        out = [cells[0].ljust(widths[0])]
+        out += [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join(out).rstrip()
+
+    lines = [] if title is None else [title]
+    lines.append(line(headers))
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend(line(row) for row in body)
+    return "\n".join(lines)
+
+
+def environment() -> dict[str, Any]:
+    """Where the figures come from: interpreter, libraries, machine, time."""
+    return {
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "trio": trio.__version__,
+        "msgpack": ".".join(map(str, msgpack.version)),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write_json(path: str | Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as indented JSON (atomically: a temp file renamed over ``path``)."""
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    tmp.replace(target)
