@@ -27,7 +27,6 @@ from ._errors import NoSuchMethod as NoSuchMethod
 from ._errors import RemoteError as RemoteError
 from ._errors import ServiceError as ServiceError
 from ._errors import TooLarge as TooLarge
-from ._kernel import KernelEvent as KernelEvent
 from ._lifecycle import DomainState as DomainState
 from ._loader import ENTRY_POINT_GROUP as ENTRY_POINT_GROUP
 from ._loader import DomainSpec as DomainSpec
@@ -43,6 +42,7 @@ from ._plugin import Domain as Domain
 from ._plugin import service as service
 from ._policy import Decision as Decision
 from ._policy import Policy as Policy
+from ._records import KernelEvent as KernelEvent
 from ._runtime import TRE as TRE
 from ._runtime import DomainInfo as DomainInfo
 from ._runtime import open_tre as open_tre

@@ -14,9 +14,17 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._kernel import DomainRuntime, Kernel
+    from ._kernel import Kernel
+    from ._records import DomainRuntime
 
 __all__ = ["Context"]
+
+_LOG = logging.getLogger("tre.domain")
+
+
+class _DomainLog(logging.LoggerAdapter[logging.Logger]):
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"[{self.extra['domain'] if self.extra else '?'}] {msg}", kwargs
 
 
 class Context:
@@ -30,8 +38,9 @@ class Context:
         self.id: str = rt.id
         #: this domain's settings from the TRE config (read-only)
         self.settings: Mapping[str, Any] = MappingProxyType(dict(rt.settings))
-        #: a logger named ``tre.domain.<id>``
-        self.log = logging.getLogger(f"tre.domain.{rt.id}")
+        #: the ``tre.domain`` logger, with this domain's id in front of each message (an
+        #: adapter rather than a logger per domain, which Python would keep forever)
+        self.log = _DomainLog(_LOG, {"domain": rt.id})
 
     def __repr__(self) -> str:
         return f"<Context domain={self.id!r} generation={self._generation}>"

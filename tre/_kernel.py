@@ -1,21 +1,20 @@
-"""The mediating kernel: routes, the call path, and the domains' worker tasks.
+"""The mediating kernel: routes, the call path, faults.
 
 Mediation runs in the caller's task, like a system call: route lookup (policy compiled at
-boot), re-entry check, quota checks, encode, then the frame goes into the callee's bounded
-inbox with a one-shot reply slot and the caller parks on the slot. Nothing on this path
-depends on how many domains are installed. Deadlines are enforced by one kernel task
-(:mod:`._deadlines`), not a cancel scope per call.
+boot), liveness and re-entry checks, quotas, encode, then the frame goes into the callee's
+bounded inbox with a one-shot reply slot and the caller parks on the slot. Nothing on this
+path depends on how many domains are installed. Deadlines are enforced by one kernel task
+(:mod:`._deadlines`), not a cancel scope per call. The callee side is in :mod:`._worker`.
 """
 
 from __future__ import annotations
 
 import collections
-import contextvars
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-import attrs
 import trio
 
 import ipc
@@ -23,120 +22,30 @@ import ipc
 from ._bucket import TokenBucket
 from ._config import TREConfig
 from ._deadlines import DeadlineQueue
-from ._errors import (
-    Aborted,
-    Busy,
-    CallTimeout,
-    Denied,
-    ServiceError,
-    TooLarge,
-    error_for_code,
-)
+from ._errors import Aborted, Busy, CallTimeout, Denied, TooLarge, error_for_code
 from ._lifecycle import ACCEPTING, DomainState, check_transition
 from ._loader import DomainSpec
 from ._manifest import HOST
 from ._policy import Policy
+from ._records import CURRENT, Caller, DomainRuntime, Item, KernelEvent, Route
 from ._slot import ReplySlot
 
-__all__ = ["Caller", "DomainRuntime", "Kernel", "KernelEvent"]
+__all__ = ["PASSTHROUGH", "Kernel"]
 
 log = logging.getLogger("tre.kernel")
 
-#: The domains waiting in the current call chain, innermost last. Set by the worker for
-#: each request it serves; a call to a domain already in it would deadlock, so it is refused.
-CHAIN: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("tre_chain", default=())
-
-#: The id the kernel uses as the sender of system notifications.
-KERNEL_ID = "tre"
-#: Largest ServiceError message passed to a caller (longer ones are cut).
-MAX_ERROR_MESSAGE = 512
-_SAFE_CODE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 #: Kernel events kept in memory for inspection (oldest dropped first).
 EVENT_HISTORY = 1000
-
-# An inbox item: (frame or None, reply slot or None, call chain, sender, system event)
-Item = tuple[bytes | None, ReplySlot | None, tuple[str, ...], "Caller", tuple[str, str] | None]
-
-
-@attrs.frozen
-class KernelEvent:
-    """Something the kernel did or saw: boot, fault, restart, stop, denial, overrun."""
-
-    time: float
-    kind: str
-    domain: str
-    detail: str = ""
+#: Exceptions that are never a domain's fault: they belong to the TRE (its shutdown) or
+#: to the process, and pass through supervision untouched.
+PASSTHROUGH = (trio.Cancelled, KeyboardInterrupt, SystemExit, GeneratorExit)
+_DISCONNECTED = (trio.BrokenResourceError, trio.ClosedResourceError)
 
 
-class Route:
-    """A caller's channel to one callee: the methods policy allows, and its rate bucket."""
-
-    __slots__ = ("bucket", "methods", "target")
-
-    def __init__(self, target: DomainRuntime, methods: frozenset[str], bucket: TokenBucket):
-        self.target = target
-        self.methods = methods
-        self.bucket = bucket
-
-
-class Caller:
-    """Anything that calls: a domain, or the host."""
-
-    __slots__ = ("generation", "id", "max_frame", "max_outstanding", "outstanding", "routes")
-
-    def __init__(self, caller_id: str, max_outstanding: int, max_frame_bytes: int) -> None:
-        self.id = caller_id
-        self.generation = 0
-        self.routes: dict[str, Route] = {}
-        self.outstanding = 0
-        self.max_outstanding = max_outstanding
-        #: largest frame this caller accepts (requests to it, replies to it)
-        self.max_frame = max_frame_bytes
-
-
-class DomainRuntime(Caller):
-    """The kernel's private record of one domain."""
-
-    __slots__ = (
-        "default_deadline",
-        "faults",
-        "inbox_recv",
-        "inbox_send",
-        "inflight",
-        "last_fault",
-        "nursery",
-        "overruns",
-        "restart_times",
-        "served",
-        "settings",
-        "spec",
-        "state",
-        "watchers",
+def _not_live(caller: Caller) -> Aborted:
+    return Aborted(
+        f"this context of {caller.id!r} is no longer live (failed, restarted or stopped)"
     )
-
-    def __init__(self, spec: DomainSpec, settings: dict[str, Any]) -> None:
-        m = spec.manifest
-        super().__init__(m.id, m.quotas.max_outstanding, m.quotas.max_frame_bytes)
-        self.spec = spec
-        self.settings = settings
-        self.state = DomainState.INSTALLED
-        self.default_deadline = m.default_deadline
-        self.inflight: set[ReplySlot] = set()
-        self.watchers: set[DomainRuntime] = set()
-        self.restart_times: collections.deque[float] = collections.deque()
-        self.nursery: trio.Nursery | None = None
-        self.faults = 0
-        self.overruns = 0
-        self.served = 0
-        self.last_fault = ""
-        self.inbox_send: trio.MemorySendChannel[Item]
-        self.inbox_recv: trio.MemoryReceiveChannel[Item]
-        self.new_inbox()
-
-    def new_inbox(self) -> None:
-        self.inbox_send, self.inbox_recv = trio.open_memory_channel[Item](
-            self.spec.manifest.quotas.inbox_depth
-        )
 
 
 class Kernel:
@@ -154,7 +63,7 @@ class Kernel:
         self.changed = trio.Event()
         self._msgid = 0
 
-    # --- boot ----------------------------------------------------------------------------
+    # --- state ---------------------------------------------------------------------------
 
     def build_routes(self) -> None:
         """Turn the compiled policy into per-caller routes (done once, at boot)."""
@@ -168,6 +77,9 @@ class Kernel:
                 bucket = TokenBucket(q.calls_per_second, q.burst, now)
                 caller.routes[callee_id] = Route(target, methods, bucket)
 
+    def domains_in_boot_order(self) -> list[DomainRuntime]:
+        return [self.domains[s.id] for s in self.specs]
+
     def record(self, kind: str, domain: str, detail: str = "") -> None:
         self.events.append(KernelEvent(trio.current_time(), kind, domain, detail))
 
@@ -177,8 +89,34 @@ class Kernel:
         self.changed.set()
         self.changed = trio.Event()
 
-    def domains_in_boot_order(self) -> list[DomainRuntime]:
-        return [self.domains[s.id] for s in self.specs]
+    def abort_inflight(self, rt: DomainRuntime, why: str) -> None:
+        """Fail every call queued for or served by ``rt``'s current generation."""
+        inflight = list(rt.inflight)
+        rt.inflight.clear()
+        for slot in inflight:
+            slot.fail(Aborted(why))
+            if slot.serving is not None:
+                slot.serving.cancel()
+
+    def fault(self, rt: DomainRuntime) -> None:
+        """Called the moment a domain's own code raised: from then on nothing of this
+        generation answers a caller (its in-flight callers get ABORTED now, not when its
+        task group has finished tearing down) and its context stops acting."""
+        if rt.live == 0:
+            return
+        rt.live = 0
+        if rt.state is not DomainState.FAILED:
+            self.set_state(rt, DomainState.FAILED)
+        self.abort_inflight(rt, f"{rt.id!r} failed while serving the call")
+
+    def stop(self, rt: DomainRuntime, why: str) -> None:
+        """Make ``rt`` STOPPED for good: abort its callers and close its inbox."""
+        rt.live = 0
+        if rt.state is not DomainState.STOPPED:
+            self.set_state(rt, DomainState.STOPPED)
+        self.abort_inflight(rt, why)
+        rt.inbox_send.close()
+        rt.inbox_recv.close()
 
     # --- the call path -------------------------------------------------------------------
 
@@ -202,9 +140,9 @@ class Kernel:
         route = caller.routes.get(domain)
         if route is None or method not in route.methods:
             raise self._refuse(caller, domain, method)
-        if generation != caller.generation:
-            raise Aborted("this context belongs to an earlier generation of its domain")
-        chain = CHAIN.get()
+        if generation != caller.live:
+            raise _not_live(caller)
+        chain, outer = CURRENT.get()
         if domain in chain:
             self.record("denied", caller.id, f"{domain}.{method}: re-entrant call")
             raise Denied(f"re-entrant call: {domain!r} is already in the call chain")
@@ -213,41 +151,47 @@ class Kernel:
             raise Aborted(f"{domain!r} is {callee.state.value}")
         if caller.outstanding >= caller.max_outstanding:
             raise Busy(f"{caller.id!r} has {caller.outstanding} calls outstanding")
-        now = trio.current_time()
-        if not route.bucket.take(now):
-            raise Busy(f"call rate to {domain!r} exceeded")
         if timeout is None:
             timeout = callee.default_deadline
-        elif not timeout > 0:
-            raise ValueError("timeout must be a positive number of seconds")
+        elif not 0 < timeout < math.inf:
+            raise ValueError("timeout must be a positive, finite number of seconds")
+        now = trio.current_time()
+        deadline = now + timeout
+        if deadline > outer:  # never outlive the call being served
+            deadline = outer
+            if deadline <= now:
+                raise CallTimeout("the deadline of the call being served has passed")
         msgid = self._msgid = (self._msgid + 1) & 0xFFFFFFFF
         try:
-            frame = self.codec.request(msgid, method, float(timeout), body, callee.max_frame)
+            frame = self.codec.request(msgid, method, deadline - now, body, callee.max_frame)
         except ipc.InvalidFrame as exc:
             if exc.reason == "too_large":
                 raise TooLarge(
                     f"request over {domain!r}'s limit of {callee.max_frame} bytes"
                 ) from None
             raise
-        slot = ReplySlot(now + timeout)
+        if not route.bucket.take(now):
+            raise Busy(f"call rate to {domain!r} exceeded")
+        slot = ReplySlot(deadline)
         item: Item = (frame, slot, (*chain, domain), caller, None)
         inflight = callee.inflight
         inflight.add(slot)
-        try:
-            callee.inbox_send.send_nowait(item)
-        except trio.WouldBlock:
-            if not wait:
-                inflight.discard(slot)
-                raise Busy(f"{domain!r}'s inbox is full") from None
-            await self._send_slowly(callee, item, slot)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            inflight.discard(slot)
-            raise Aborted(f"{domain!r} failed") from None
-        deadlines = self.deadlines
-        deadlines.add(slot)
         caller.outstanding += 1
+        deadlines = self.deadlines
         try:
+            try:
+                callee.inbox_send.send_nowait(item)
+            except trio.WouldBlock:
+                if not wait:
+                    raise Busy(f"{domain!r}'s inbox is full") from None
+                await self._send_slowly(callee, item, deadline)
+            except _DISCONNECTED:
+                raise Aborted(f"{domain!r} failed") from None
+            deadlines.add(slot)
             reply = await slot.wait()
+        except BaseException:
+            inflight.discard(slot)
+            raise
         finally:
             caller.outstanding -= 1
             deadlines.prune()
@@ -256,16 +200,14 @@ class Kernel:
             return items[2]
         raise error_for_code(items[2], items[3])
 
-    async def _send_slowly(self, callee: DomainRuntime, item: Item, slot: ReplySlot) -> None:
+    async def _send_slowly(self, callee: DomainRuntime, item: Item, deadline: float) -> None:
         """The inbox was full and the caller waits for room, at most until its deadline."""
-        with trio.move_on_at(slot.deadline):
+        with trio.move_on_at(deadline):
             try:
                 await callee.inbox_send.send(item)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                callee.inflight.discard(slot)
+            except _DISCONNECTED:
                 raise Aborted(f"{callee.id!r} failed") from None
             return
-        callee.inflight.discard(slot)
         raise CallTimeout(f"{callee.id!r}'s inbox stayed full until the deadline")
 
     def _expire(self, slot: ReplySlot) -> None:
@@ -280,29 +222,29 @@ class Kernel:
         route = caller.routes.get(domain)
         if route is None or method not in route.methods:
             raise self._refuse(caller, domain, method)
-        if generation != caller.generation:
-            raise Aborted("this context belongs to an earlier generation of its domain")
+        if generation != caller.live:
+            raise _not_live(caller)
         callee = route.target
         if callee.state not in ACCEPTING:
             raise Aborted(f"{domain!r} is {callee.state.value}")
-        if not route.bucket.take(trio.current_time()):
-            raise Busy(f"call rate to {domain!r} exceeded")
         try:
             frame = self.codec.notification(method, body, callee.max_frame)
         except ipc.InvalidFrame as exc:
             if exc.reason == "too_large":
                 raise TooLarge(f"notification over {domain!r}'s frame limit") from None
             raise
+        if not route.bucket.take(trio.current_time()):
+            raise Busy(f"call rate to {domain!r} exceeded")
         try:
             callee.inbox_send.send_nowait((frame, None, (domain,), caller, None))
         except trio.WouldBlock:
             raise Busy(f"{domain!r}'s inbox is full") from None
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except _DISCONNECTED:
             raise Aborted(f"{domain!r} failed") from None
 
     def watch(self, rt: DomainRuntime, generation: int, peer: str) -> None:
-        if generation != rt.generation:
-            raise Aborted("this context belongs to an earlier generation of its domain")
+        if generation != rt.live:
+            raise _not_live(rt)
         route = rt.routes.get(peer)
         if route is None:
             raise Denied(f"{rt.id!r} has no channel to {peer!r}, so it cannot watch it")
@@ -317,103 +259,26 @@ class Kernel:
                 watcher.inbox_send.send_nowait(
                     (None, None, (watcher.id,), self.host, (event, rt.id))
                 )
-            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            except (trio.WouldBlock, *_DISCONNECTED):
                 self.record("dropped", watcher.id, f"{event} of {rt.id} (inbox full)")
 
     def start_domain_task(
         self, rt: DomainRuntime, generation: int, fn: Callable[..., Awaitable[Any]], *args: Any
     ) -> None:
-        if generation != rt.generation or rt.nursery is None:
-            raise Aborted("this context belongs to an earlier generation of its domain")
-        rt.nursery.start_soon(_with_chain, (rt.id,), fn, *args)
+        if generation != rt.live or rt.nursery is None:
+            raise _not_live(rt)
+        rt.nursery.start_soon(self.guarded, rt, fn, *args)
 
-    # --- the callee side -------------------------------------------------------------------
-
-    async def worker(self, rt: DomainRuntime, instance: Any, handlers: dict[str, Any]) -> None:
-        """One of a domain's worker tasks: take requests from its inbox and serve them.
-
-        A handler that raises :class:`ServiceError` answers with REMOTE_ERROR; any other
-        exception propagates and fails the domain (the supervisor takes over)."""
-        recv = rt.inbox_recv
-        codec = self.codec
-        inflight = rt.inflight
-        while True:
-            with trio.CancelScope() as scope:
-                while True:
-                    frame, slot, chain, caller, system = await recv.receive()
-                    if slot is None:
-                        await self._serve_notification(
-                            rt, instance, handlers, frame, caller, system
-                        )
-                        continue
-                    if slot.done:  # timed out or abandoned while queued
-                        inflight.discard(slot)
-                        continue
-                    assert frame is not None
-                    request = codec.unpack(frame)
-                    msgid = request[1]
-                    CHAIN.set(chain)
-                    slot.serving = scope
-                    try:
-                        result = await handlers[request[2]](caller.id, request[4])
-                    except ServiceError as exc:
-                        reply = codec.error(msgid, "REMOTE_ERROR", _safe(exc))
-                    else:
-                        try:
-                            reply = codec.response(msgid, result, caller.max_frame)
-                        except ipc.InvalidFrame as exc:
-                            reply = _bad_reply(codec, msgid, exc)
-                    slot.serving = None
-                    inflight.discard(slot)
-                    rt.served += 1
-                    slot.set(reply)
-            # Our scope was cancelled: a handler overran its caller's deadline.
-            rt.overruns += 1
-            self.record("overrun", rt.id, "handler cancelled at its caller's deadline")
-
-    async def _serve_notification(
-        self,
-        rt: DomainRuntime,
-        instance: Any,
-        handlers: dict[str, Any],
-        frame: bytes | None,
-        caller: Caller,
-        system: tuple[str, str] | None,
+    async def guarded(
+        self, rt: DomainRuntime, fn: Callable[..., Awaitable[Any]], *args: Any
     ) -> None:
-        if system is not None:
-            event, peer = system
-            hook = instance.on_domain_down if event == "domain_down" else instance.on_domain_up
-            CHAIN.set((rt.id,))
-            await hook(peer)
-            return
-        assert frame is not None
-        _, method, body = self.codec.unpack(frame)
-        CHAIN.set((rt.id,))
+        """Run a task of ``rt``'s own (``run()``, ``ctx.start_soon``): outside any call
+        chain, and a fault of the domain if it raises."""
+        CURRENT.set(((rt.id,), math.inf))
         try:
-            await handlers[method](caller.id, body)
-        except ServiceError as exc:
-            self.record("notification_error", rt.id, f"{method}: {exc.code}")
-        rt.served += 1
-
-
-def _safe(exc: ServiceError) -> str:
-    code = exc.code if isinstance(exc.code, str) else ""
-    if not code or len(code) > 48 or not set(code) <= _SAFE_CODE:
-        code = "SERVICE_ERROR"
-    message = str(exc.message)[:MAX_ERROR_MESSAGE]
-    return f"{code}: {message}" if message else code
-
-
-def _bad_reply(codec: ipc.LocalCodec, msgid: int, exc: ipc.InvalidFrame) -> bytes:
-    if exc.reason == "too_large":
-        return codec.error(msgid, TooLarge.code, "the reply is over the caller's frame limit")
-    return codec.error(
-        msgid, "REMOTE_ERROR", f"BAD_REPLY: the reply cannot be encoded ({exc.reason})"
-    )
-
-
-async def _with_chain(
-    chain: tuple[str, ...], fn: Callable[..., Awaitable[Any]], *args: Any
-) -> None:
-    CHAIN.set(chain)
-    await fn(*args)
+            await fn(*args)
+        except PASSTHROUGH:
+            raise
+        except BaseException:
+            self.fault(rt)
+            raise

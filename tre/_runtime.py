@@ -19,10 +19,12 @@ import attrs
 import trio
 
 from ._config import TREConfig, default_config, load_config
-from ._kernel import Kernel, KernelEvent
+from ._errors import DomainFailed
+from ._kernel import Kernel
 from ._lifecycle import DomainState
 from ._loader import DomainSpec, resolve
 from ._policy import Policy
+from ._records import KernelEvent
 from ._supervisor import supervise
 
 __all__ = ["TRE", "DomainInfo", "open_tre"]
@@ -118,7 +120,8 @@ class TRE:
 
 
 def _collapse(group: BaseExceptionGroup[Any]) -> BaseException:
-    """Surface the one real error of a nursery's group (ignoring cancellations)."""
+    """Surface the one real error of a nursery's group (ignoring cancellations). A
+    :class:`DomainFailed` wins over the errors it caused (e.g. a host call it aborted)."""
     leaves: list[BaseException] = []
     stack: list[BaseException] = [group]
     while stack:
@@ -127,6 +130,9 @@ def _collapse(group: BaseExceptionGroup[Any]) -> BaseException:
             stack.extend(e.exceptions)
         elif not isinstance(e, trio.Cancelled):
             leaves.append(e)
+    failed = [e for e in leaves if isinstance(e, DomainFailed)]
+    if len(failed) == 1:
+        return failed[0]
     return leaves[0] if len(leaves) == 1 else group
 
 

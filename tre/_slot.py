@@ -67,6 +67,10 @@ class ReplySlot:
         def abort(_: Any) -> trio.lowlevel.Abort:
             self._task = None
             self.done = True
+            if self.serving is not None:
+                # Nobody will read the result: cancel the handler working on it (which also
+                # cancels the calls it made on our behalf).
+                self.serving.cancel()
             return trio.lowlevel.Abort.SUCCEEDED
 
         return await trio.lowlevel.wait_task_rescheduled(abort)  # type: ignore[no-any-return]

@@ -1,15 +1,19 @@
 """Supervision: each domain runs in its own task group under a supervisor task.
 
-A domain's exception never reaches the kernel's nursery. The supervisor catches it, aborts
-the domain's in-flight callers (ABORTED), starts a fresh inbox and a fresh generation so
-late replies are dropped, tells watching peers ``domain_down``/``domain_up``, and applies
-the manifest's abort action: ``restart`` (within ``max_restarts`` per ``period`` seconds, as
-OTP's one_for_one; past the budget the domain is stopped), ``stop``, or ``propagate``
-(raise :class:`~tre.DomainFailed` and bring the TRE down).
+A domain's exception never reaches the kernel's nursery. The moment a domain's code raises,
+the kernel aborts its in-flight callers (ABORTED) and its context stops acting
+(:meth:`Kernel.fault`); once its task group has torn down, the supervisor starts a fresh
+inbox and a fresh generation (so late replies are dropped), tells watching peers
+``domain_down``/``domain_up``, and applies the manifest's abort action: ``restart`` (at most
+``max_restarts`` within ``period`` seconds, like OTP's one_for_one; past the budget the
+domain is stopped), ``stop``, or ``propagate`` (raise :class:`~tre.DomainFailed` and bring
+the TRE down). When the TRE itself shuts down, each domain is stopped and its callers
+aborted, so no call is left waiting.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -17,35 +21,32 @@ from typing import Any
 import trio
 
 from ._context import Context
-from ._errors import Aborted, DomainFailed
-from ._kernel import CHAIN, DomainRuntime, Kernel
+from ._errors import DomainFailed
+from ._kernel import PASSTHROUGH, Kernel
 from ._lifecycle import DomainState
+from ._records import DomainRuntime
+from ._worker import worker
 
 __all__ = ["supervise"]
 
 log = logging.getLogger("tre.supervisor")
 
 
-def _fault_of(exc: BaseException) -> Exception | None:
-    """The domain's own failure inside ``exc``, or None when ``exc`` must propagate
-    (cancellation of the TRE, KeyboardInterrupt, SystemExit...)."""
+def _split(exc: BaseException) -> tuple[BaseException | None, BaseException | None]:
+    """(what must propagate: the TRE's cancellation and the like, the domain's own fault)."""
     if isinstance(exc, BaseExceptionGroup):
-        leaves: list[BaseException] = []
-        stack: list[BaseException] = [exc]
-        while stack:
-            e = stack.pop()
-            if isinstance(e, BaseExceptionGroup):
-                stack.extend(e.exceptions)
-            else:
-                leaves.append(e)
-        if any(not isinstance(e, Exception) for e in leaves):
-            return None
-        return next((e for e in leaves if isinstance(e, Exception)), None)
-    return exc if isinstance(exc, Exception) else None
+        own, rest = exc.split(PASSTHROUGH)
+        fault: BaseException | None = rest
+        while isinstance(fault, BaseExceptionGroup):  # the first leaf is the fault to report
+            fault = fault.exceptions[0]
+        return own, fault
+    return (exc, None) if isinstance(exc, PASSTHROUGH) else (None, exc)
 
 
 def _within_budget(rt: DomainRuntime, now: float) -> bool:
     policy = rt.spec.manifest.abort
+    if rt.restart_times is None:
+        rt.restart_times = collections.deque()
     times = rt.restart_times
     while times and times[0] <= now - policy.period:
         times.popleft()
@@ -55,20 +56,23 @@ def _within_budget(rt: DomainRuntime, now: float) -> bool:
     return True
 
 
-async def _run_domain(kernel: Kernel, rt: DomainRuntime, on_running: Callable[[], None]) -> None:
-    """One generation of a domain: build, set up, serve. Returns only by raising."""
+async def _run_generation(
+    kernel: Kernel, rt: DomainRuntime, on_running: Callable[[], None]
+) -> None:
+    """One generation of a domain: build, set up, serve. Ends only by raising."""
     cls = rt.spec.cls
     ctx = Context(kernel, rt)
     async with trio.open_nursery() as nursery:
         rt.nursery = nursery
-        CHAIN.set((rt.id,))
         instance = cls(ctx)
-        await instance.setup()
+        # A hung setup() must not hold up the rest of the boot.
+        with trio.fail_after(rt.default_deadline):
+            await instance.setup()
         handlers = {name: getattr(instance, attr) for name, attr in cls.service_names().items()}
         for _ in range(rt.spec.manifest.quotas.concurrency):
-            nursery.start_soon(kernel.worker, rt, instance, handlers)
+            nursery.start_soon(worker, kernel, rt, instance, handlers)
         if cls.has_run():
-            nursery.start_soon(instance.run)  # type: ignore[attr-defined]
+            nursery.start_soon(kernel.guarded, rt, instance.run)  # type: ignore[attr-defined]
         kernel.set_state(rt, DomainState.RUNNING)
         on_running()
 
@@ -95,42 +99,37 @@ async def supervise(
 
     while True:
         rt.generation += 1
+        rt.live = rt.generation
         kernel.set_state(rt, DomainState.BOOTING)
         try:
-            await _run_domain(kernel, rt, on_running)
-            fault: Exception = RuntimeError("task group ended")  # pragma: no cover
+            await _run_generation(kernel, rt, on_running)
+            raise RuntimeError("the domain's task group ended")  # pragma: no cover
         except BaseException as exc:
             rt.nursery = None
-            caught = _fault_of(exc)
-            if caught is None:
-                raise
-            fault = caught
+            own, fault = _split(exc)
+            if own is not None:  # the TRE is shutting down (or the process is stopping)
+                kernel.stop(rt, "the TRE is shutting down")
+                raise own from None
+            assert fault is not None
         rt.faults += 1
         rt.last_fault = type(fault).__name__
-        kernel.set_state(rt, DomainState.FAILED)
+        kernel.fault(rt)
         log.warning("domain %s failed (generation %d): %s", rt.id, rt.generation, rt.last_fault)
         kernel.record("fault", rt.id, f"generation {rt.generation}: {rt.last_fault}")
-        _abort_inflight(rt)
+        kernel.abort_inflight(rt, f"{rt.id!r} failed while serving the call")
+        rt.inbox_send.close()
+        rt.inbox_recv.close()
+        rt.new_inbox()
         kernel.announce(rt, "domain_down")
         release_boot()
         policy = rt.spec.manifest.abort
         if policy.action == "propagate":
-            kernel.set_state(rt, DomainState.STOPPED)
+            kernel.stop(rt, f"{rt.id!r} failed")
             kernel.record("propagate", rt.id, rt.last_fault)
             raise DomainFailed(rt.id, rt.last_fault) from fault
         if policy.action == "stop" or not _within_budget(rt, trio.current_time()):
-            kernel.set_state(rt, DomainState.STOPPED)
+            kernel.stop(rt, f"{rt.id!r} is stopped")
             why = "abort action is stop" if policy.action == "stop" else "restart budget spent"
             kernel.record("stop", rt.id, why)
             return
         kernel.record("restart", rt.id, f"generation {rt.generation + 1}")
-
-
-def _abort_inflight(rt: DomainRuntime) -> None:
-    """Fail every queued or running call of the failed generation; start a fresh inbox."""
-    for slot in list(rt.inflight):
-        slot.fail(Aborted(f"{rt.id!r} failed while serving the call"))
-    rt.inflight.clear()
-    rt.inbox_send.close()
-    rt.inbox_recv.close()
-    rt.new_inbox()

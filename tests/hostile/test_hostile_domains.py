@@ -15,7 +15,8 @@ import trio
 import trio.testing
 
 import tre
-from tre._kernel import Caller, Kernel
+from tre._kernel import Kernel
+from tre._records import Caller
 from tre.testing import open_test_tre, spec
 
 
@@ -326,16 +327,11 @@ async def test_no_public_path_from_a_context_to_the_kernel_or_other_domains(
         assert dict(ctx.settings) == {"k": [1]}
         with pytest.raises(TypeError):
             ctx.settings["k"] = "changed"  # type: ignore[index]
-        assert isinstance(ctx.log, logging.Logger)
-        assert ctx.log.name == "tre.domain.attacker"
+        assert isinstance(ctx.log, logging.LoggerAdapter)
+        assert ctx.log.logger.name == "tre.domain"
+        assert ctx.log.extra == {"domain": "attacker"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: supervisor._fault_of() treats every non-Exception BaseException as the "
-    "TRE's own (cancellation, KeyboardInterrupt, SystemExit), so a handler raising any "
-    "custom BaseException subclass escapes its supervisor and brings the whole TRE down",
-)
 async def test_a_base_exception_from_a_handler_is_only_that_domains_fault(
     autojump_clock: trio.testing.MockClock,
 ):

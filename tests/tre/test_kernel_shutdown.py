@@ -151,7 +151,6 @@ SHUTDOWN = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=SHUTDOWN)
 async def test_a_call_in_flight_from_outside_is_aborted_at_shutdown(
     autojump_clock: trio.testing.MockClock,
 ):
@@ -174,7 +173,6 @@ async def test_a_call_in_flight_from_outside_is_aborted_at_shutdown(
     assert outcome == ["ABORTED"]
 
 
-@pytest.mark.xfail(strict=True, reason=SHUTDOWN)
 async def test_a_closed_tre_refuses_calls(autojump_clock: trio.testing.MockClock):
     async with open_test_tre(BUSY, host_calls=HOST) as t:
         pass
