@@ -24,10 +24,15 @@ __all__ = [
     "fmt_bytes",
     "fmt_rate",
     "median",
+    "package_of",
     "progress",
     "render_table",
+    "short_path",
     "write_json",
 ]
+
+#: The project's root directory (the parent of ``benchmarks/``), with a trailing slash.
+_ROOT = str(Path(__file__).resolve().parent.parent).replace(os.sep, "/") + "/"
 
 
 def progress(tag: str, message: str, *, stream: TextIO | None = None) -> None:
@@ -97,3 +102,36 @@ def write_json(path: str | Path, data: Mapping[str, Any]) -> None:
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     tmp.replace(target)
+
+
+def short_path(filename: str) -> str:
+    """``.../site-packages/trio/_core/_run.py`` -> ``trio/_core/_run.py``; stdlib files
+    relative to the stdlib, project files relative to the project."""
+    path = filename.replace(os.sep, "/")
+    for marker in ("/site-packages/", "/lib/python3"):
+        if marker in path:
+            tail = path.split(marker, 1)[1]
+            return tail.split("/", 1)[1] if marker == "/lib/python3" else tail
+    return path.removeprefix(_ROOT)
+
+
+def package_of(filename: str) -> str:
+    """Which part of the stack a source file (as tracemalloc or cProfile name it) is in."""
+    if filename.startswith("<attrs generated"):
+        # "<attrs generated methods outcome._impl.Value>": file it under its package.
+        path = filename.rsplit(" ", 1)[-1].rstrip(">").replace(".", "/")
+    else:
+        path = short_path(filename)
+    for prefix, group in (
+        ("tre/", "tre (runtime)"),
+        ("ipc/", "ipc (codec, envelopes)"),
+        ("trio/", "trio"),
+        ("outcome/", "outcome"),
+        ("msgpack/", "msgpack (py)"),
+        ("benchmarks/", "benchmarks"),
+    ):
+        if path.startswith(prefix):
+            return group
+    if "/lib/python3" in filename.replace(os.sep, "/"):
+        return "stdlib (py)"
+    return "other"

@@ -65,18 +65,36 @@ def test_ipc_tiny_run_writes_complete_json(
     assert data["calls_per_round"] == 200
     assert isinstance(data["python"], str) and isinstance(data["trio"], str)
     assert _positive(data["cores"])
+    loops = ("baseline", "baseline_ipc", "baseline_local", "mediated")
     for sizes in data["samples"].values():
-        assert len(sizes["baseline"]) == len(sizes["mediated"]) == 2
-    if data["baseline_local_rtt_per_s"] is not None:
-        assert math.isclose(
-            data["ratio_local"], data["mediated_rtt_per_s"] / data["baseline_local_rtt_per_s"]
-        )
+        assert all(len(sizes[loop]) == 2 for loop in loops)
+    # the extra baselines: the strict public codec and the kernel's own codec
+    for extra in ("ipc", "local"):
+        rate = data[f"baseline_{extra}_rtt_per_s"]
+        assert _positive(rate)
+        assert math.isclose(data[f"ratio_{extra}"], data["mediated_rtt_per_s"] / rate)
+    assert set(data["baseline_codecs"]) == set(loops[:3])
 
-    assert "[ipc] baseline round 2/2:" in captured.err
-    assert "[ipc] mediated round 1/2:" in captured.err
+    for loop in loops:
+        assert f"[ipc] {loop} round 2/2:" in captured.err
     assert "top 25 functions by tottime" in captured.err
+    assert "msgpack.packb/unpackb by hand" in captured.err  # the headline baseline profiled
     assert "mediated / baseline" in captured.out
+    for label in ("baseline:", "baseline_ipc (extra):", "baseline_local (extra):"):
+        assert label in captured.out
     assert "total elapsed:" in captured.out
+
+
+def test_extra_baselines_can_be_skipped(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    skip = ["--no-ipc-baseline", "--no-local-baseline", "--domains", "0"]
+    assert main(["ipc", *TINY, *skip, "--json", str(out)]) == 0
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert _positive(data["baseline_rtt_per_s"])
+    assert data["baseline_ipc_rtt_per_s"] is data["ratio_ipc"] is None
+    assert data["baseline_local_rtt_per_s"] is data["ratio_local"] is None
+    assert set(data["samples"]["2"]) >= {"baseline", "mediated"}
+    assert not {"baseline_ipc", "baseline_local"} & set(data["samples"]["2"])
 
 
 def test_unknown_scenario_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
