@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import types
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,25 +14,12 @@ import trio
 import trio.testing
 
 import tre
+from tests.kernel_helpers import PROBE, allow, call_code, wait_state
 from tre._kernel import Kernel
 from tre._records import Caller
 from tre.testing import open_test_tre, spec
 
-
-class Probe:
-    def __init__(self) -> None:
-        self.contexts: list[tre.Context] = []
-        self.instances: list[tre.Domain] = []
-
-
-PROBE = Probe()
-
-
-@pytest.fixture(autouse=True)
-def probe() -> Iterator[Probe]:
-    global PROBE
-    PROBE = Probe()
-    yield PROBE
+pytestmark = pytest.mark.usefixtures("probe")
 
 
 class Victim(tre.Domain):
@@ -64,11 +50,7 @@ class Attacker(tre.Domain):
         """``n`` back-to-back calls to the victim; the count of each outcome."""
         counts: dict[str, int] = {}
         for _ in range(body["n"]):
-            try:
-                await self.ctx.call("victim", body.get("method", "ping"))
-                code = "OK"
-            except tre.CallError as exc:
-                code = exc.code
+            code = await call_code(self.ctx, "victim", body.get("method", "ping"))
             counts[code] = counts.get(code, 0) + 1
         return counts
 
@@ -78,11 +60,7 @@ class Attacker(tre.Domain):
         counts: dict[str, int] = {}
 
         async def one() -> None:
-            try:
-                await self.ctx.call("victim", body.get("method", "ping"))
-                code = "OK"
-            except tre.CallError as exc:
-                code = exc.code
+            code = await call_code(self.ctx, "victim", body.get("method", "ping"))
             counts[code] = counts.get(code, 0) + 1
 
         async with trio.open_nursery() as nursery:
@@ -143,7 +121,7 @@ def attacker(**fields: Any) -> tre.DomainSpec:
     return spec(
         Attacker,
         id="attacker",
-        services={name: ["host", "bystander"] for name in Attacker.service_names()},
+        services=allow(Attacker, "host", "bystander"),
         calls={"victim": ["ping", "slow"]},
         **fields,
     )
@@ -209,11 +187,8 @@ async def test_a_domain_crashing_repeatedly_ends_stopped_alone(
             with pytest.raises(tre.Aborted):
                 await t.call("attacker", "crash")
             assert await bystander_pings(t) == {"reply": {"caller": "bystander"}, "took": 0}
-            with trio.fail_after(60):
-                if generation is None:
-                    await t.wait_for("attacker", "stopped")
-                else:
-                    await t.wait_for("attacker", "running", generation=generation)
+            state = "stopped" if generation is None else "running"
+            await wait_state(t, "attacker", state, generation=generation)
         info = t.domain("attacker")
         assert (info.state, info.generation, info.faults) == ("stopped", 4, 4)
         for _ in range(20):
@@ -339,8 +314,7 @@ async def test_a_base_exception_from_a_handler_is_only_that_domains_fault(
         async with open_test_tre(victim(), attacker(), BYSTANDER, host_calls=HOST) as t:
             with pytest.raises(tre.Aborted):
                 await t.call("attacker", "base_exception")
-            with trio.fail_after(60):
-                await t.wait_for("attacker", "running", generation=2)
+            await wait_state(t, "attacker", "running", generation=2)
             assert await bystander_pings(t) == {"reply": {"caller": "bystander"}, "took": 0}
     except Evil:
         pytest.fail("a domain's BaseException escaped its supervisor")

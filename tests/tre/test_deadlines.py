@@ -6,7 +6,6 @@ cancelled when nobody waits for them any more, and the kernel's deadline heap st
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,29 +13,10 @@ import trio
 import trio.testing
 
 import tre
+from tests.kernel_helpers import PROBE, allow
 from tre.testing import open_test_tre, spec
 
-
-class Probe:
-    def __init__(self) -> None:
-        self.seen: list[Any] = []
-        self.cancelled: list[Any] = []
-        self.entered = trio.Event()
-        self.release = trio.Event()
-
-
-PROBE = Probe()
-
-
-@pytest.fixture(autouse=True)
-def probe() -> Iterator[Probe]:
-    global PROBE
-    PROBE = Probe()
-    yield PROBE
-
-
-def allow(cls: type[tre.Domain], *callers: str) -> dict[str, list[str]]:
-    return {name: list(callers) for name in cls.service_names()}
+pytestmark = pytest.mark.usefixtures("probe")
 
 
 class Hang(tre.Domain):
@@ -58,9 +38,7 @@ class Hang(tre.Domain):
 
     @tre.service
     async def hold(self, caller: str, body: Any) -> Any:
-        PROBE.seen.append(body)
-        PROBE.entered.set()
-        await PROBE.release.wait()
+        await PROBE.hold(body)
         return body
 
 

@@ -10,7 +10,6 @@ Python object ever crosses between two domains.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,34 +18,12 @@ import trio.testing
 
 import ipc
 import tre
+from tests.kernel_helpers import PROBE, allow, call_code
 from tre.testing import open_test_tre, spec
 
+pytestmark = pytest.mark.usefixtures("probe")
+
 # --- test plumbing -----------------------------------------------------------------------
-
-
-class Probe:
-    """What the domains of one test saw (domain classes must live at module level)."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str, Any]] = []  # (domain, caller, body)
-        self.isolated: list[Any] = []  # what the isolated domain's own call got
-        self.entered = trio.Event()
-        self.release = trio.Event()
-
-
-PROBE = Probe()
-
-
-@pytest.fixture(autouse=True)
-def probe() -> Iterator[Probe]:
-    global PROBE
-    PROBE = Probe()
-    yield PROBE
-
-
-def allow(cls: type[tre.Domain], *callers: str) -> dict[str, list[str]]:
-    """Every service of ``cls`` allowed to ``callers``."""
-    return {name: list(callers) for name in cls.service_names()}
 
 
 def outcome(exc: BaseException) -> dict[str, Any]:
@@ -116,12 +93,9 @@ class Client(tre.Domain):
         results: list[str] = []
 
         async def one() -> None:
-            try:
-                await self.ctx.call(body["domain"], body["method"], body.get("body"))
-            except tre.CallError as exc:
-                results.append(exc.code)
-            else:
-                results.append("OK")
+            results.append(
+                await call_code(self.ctx, body["domain"], body["method"], body.get("body"))
+            )
 
         async with trio.open_nursery() as nursery:
             for _ in range(body["n"]):
@@ -146,14 +120,17 @@ async def via(
     )
 
 
+def client_spec(calls: dict[str, list[str]], **fields: Any) -> tre.DomainSpec:
+    """The ``client`` domain: serves the host, may call what ``calls`` declares."""
+    return spec(Client, id="client", services=allow(Client, "host"), calls=calls, **fields)
+
+
 class Gate(tre.Domain):
     """A handler that blocks until the test releases it."""
 
     @tre.service
     async def hold(self, caller: str, body: Any) -> Any:
-        PROBE.seen.append((self.ctx.id, caller, body))
-        PROBE.entered.set()
-        await PROBE.release.wait()
+        await PROBE.hold((self.ctx.id, caller, body))
         return body
 
 
@@ -226,12 +203,7 @@ class Relay(tre.Domain):
 POLICY_SPECS = (
     spec(Echo, id="echo", services={"echo": ["host", "client"], "secret": ["client"]}),
     spec(Isolated, id="iso", isolated=True, services={"x": []}),
-    spec(
-        Client,
-        id="client",
-        services=allow(Client, "host"),
-        calls={"echo": ["echo"], "ghost": ["x"], "sink": ["put"]},
-    ),
+    client_spec({"echo": ["echo"], "ghost": ["x"], "sink": ["put"]}),
     spec(Sink, id="sink", services={"put": ["host"]}),
 )
 POLICY_HOST_CALLS = {
@@ -383,13 +355,7 @@ async def test_busy_when_inbox_full_and_caller_will_not_wait(
 async def test_busy_when_max_outstanding_exceeded(autojump_clock: trio.testing.MockClock):
     specs = [
         spec(Slow, id="slow", services=allow(Slow, "client")),
-        spec(
-            Client,
-            id="client",
-            services=allow(Client, "host"),
-            calls={"slow": ["slow"]},
-            quotas={"max_outstanding": 2},
-        ),
+        client_spec({"slow": ["slow"]}, quotas={"max_outstanding": 2}),
     ]
     async with open_test_tre(*specs, host_calls={"client": ["fan"]}) as t:
         body = {"domain": "slow", "method": "slow", "n": 3}
@@ -406,7 +372,7 @@ async def test_call_rate_token_bucket_exact_arithmetic(autojump_clock: trio.test
         services=allow(Echo, "host", "client"),
         quotas={"calls_per_second": 4.0, "burst": 3},
     )
-    client = spec(Client, id="client", services=allow(Client, "host"), calls={"rated": ["echo"]})
+    client = client_spec({"rated": ["echo"]})
     async with open_test_tre(
         rated, client, host_calls={"rated": ["echo"], "client": ["call_out"]}
     ) as t:
@@ -456,13 +422,7 @@ async def test_request_over_callee_frame_limit_is_too_large(
 async def test_reply_over_caller_frame_limit_is_too_large(autojump_clock: trio.testing.MockClock):
     specs = [
         spec(Big, id="big", services=allow(Big, "host", "client")),
-        spec(
-            Client,
-            id="client",
-            services=allow(Client, "host"),
-            calls={"big": ["give"]},
-            quotas={"max_frame_bytes": 128},
-        ),
+        client_spec({"big": ["give"]}, quotas={"max_frame_bytes": 128}),
     ]
     async with open_test_tre(*specs, host_calls={"big": ["give"], "client": ["call_out"]}) as t:
         assert await via(t, "client", "big", "give", 10) == {"ok": "x" * 10}
@@ -549,7 +509,7 @@ async def test_service_error_reaches_the_caller_as_remote_error(
     remote_message: str,
 ):
     failing = spec(Failing, id="failing", services=allow(Failing, "host", "client"))
-    client = spec(Client, id="client", services=allow(Client, "host"), calls={"failing": ["fail"]})
+    client = client_spec({"failing": ["fail"]})
     async with open_test_tre(
         failing, client, host_calls={"failing": ["fail", "ok"], "client": ["call_out"]}
     ) as t:
@@ -600,7 +560,7 @@ SPOOF = {"caller": "client", "sender": "client", "from": "tre", "id": "kernel"}
 async def test_sender_is_stamped_by_the_kernel(autojump_clock: trio.testing.MockClock):
     specs = [
         spec(Echo, id="echo", services={"echo": ["host", "client"], "secret": ["client"]}),
-        spec(Client, id="client", services=allow(Client, "host"), calls={"echo": ["echo"]}),
+        client_spec({"echo": ["echo"]}),
     ]
     async with open_test_tre(
         *specs, host_calls={"echo": ["echo", "secret"], "client": ["call_out"]}
@@ -623,7 +583,7 @@ async def test_sender_is_stamped_by_the_kernel(autojump_clock: trio.testing.Mock
 async def test_bodies_are_fresh_copies_both_ways(autojump_clock: trio.testing.MockClock):
     specs = [
         spec(Mutator, id="mutator", services=allow(Mutator, "host", "client")),
-        spec(Client, id="client", services=allow(Client, "host"), calls={"mutator": ["mutate"]}),
+        client_spec({"mutator": ["mutate"]}),
     ]
     async with open_test_tre(
         *specs, host_calls={"mutator": ["mutate", "get", "types"], "client": ["keep_mine"]}

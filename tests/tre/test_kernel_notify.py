@@ -5,7 +5,6 @@ policy and quotas of calls.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,24 +12,10 @@ import trio
 import trio.testing
 
 import tre
+from tests.kernel_helpers import PROBE, allow, wait_state
 from tre.testing import open_test_tre, spec
 
-
-class Probe:
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str, Any]] = []
-        self.entered = trio.Event()
-        self.release = trio.Event()
-
-
-PROBE = Probe()
-
-
-@pytest.fixture(autouse=True)
-def probe() -> Iterator[Probe]:
-    global PROBE
-    PROBE = Probe()
-    yield PROBE
+pytestmark = pytest.mark.usefixtures("probe")
 
 
 class Listener(tre.Domain):
@@ -41,9 +26,7 @@ class Listener(tre.Domain):
 
     @tre.service
     async def hold(self, caller: str, body: Any) -> Any:
-        PROBE.seen.append((self.ctx.id, caller, body))
-        PROBE.entered.set()
-        await PROBE.release.wait()
+        await PROBE.hold((self.ctx.id, caller, body))
 
     @tre.service
     async def refuse(self, caller: str, body: Any) -> Any:
@@ -69,7 +52,7 @@ class Notifier(tre.Domain):
 
 
 def listener(**fields: Any) -> tre.DomainSpec:
-    services = {name: ["host", "notifier"] for name in Listener.service_names()}
+    services = allow(Listener, "host", "notifier")
     services["secret"] = ["host"]
     return spec(Listener, id="listener", services=services, **fields)
 
@@ -178,8 +161,7 @@ async def test_notification_errors_never_reach_the_sender(autojump_clock: trio.t
         assert t.domain("listener").faults == 0
         # any other exception is a fault of the receiver, not of the sender
         t.notify("listener", "crash")
-        with trio.fail_after(60):
-            info = await t.wait_for("listener", "running", generation=2)
+        info = await wait_state(t, "listener", "running", generation=2)
         assert info.faults == 1
         t.notify("listener", "note", "after")
         await trio.testing.wait_all_tasks_blocked()
@@ -189,7 +171,6 @@ async def test_notification_errors_never_reach_the_sender(autojump_clock: trio.t
 async def test_notification_to_a_stopped_domain_is_aborted(autojump_clock: trio.testing.MockClock):
     async with open_test_tre(listener(abort={"action": "stop"}), host_calls=HOST) as t:
         t.notify("listener", "crash")
-        with trio.fail_after(60):
-            await t.wait_for("listener", "stopped")
+        await wait_state(t, "listener", "stopped")
         with pytest.raises(tre.Aborted):
             t.notify("listener", "note")

@@ -5,7 +5,6 @@ are doing, and lets the block's own exception out unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,23 +12,10 @@ import trio
 import trio.testing
 
 import tre
+from tests.kernel_helpers import PROBE
 from tre.testing import open_test_tre, spec
 
-
-class Probe:
-    def __init__(self) -> None:
-        self.cleanup: list[tuple[str, float]] = []
-        self.entered = trio.Event()
-
-
-PROBE = Probe()
-
-
-@pytest.fixture(autouse=True)
-def probe() -> Iterator[Probe]:
-    global PROBE
-    PROBE = Probe()
-    yield PROBE
+pytestmark = pytest.mark.usefixtures("probe")
 
 
 class Busy(tre.Domain):

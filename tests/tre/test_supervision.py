@@ -7,7 +7,6 @@ failed generation's replies and contexts, and tells watching peers.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,33 +14,10 @@ import trio
 import trio.testing
 
 import tre
+from tests.kernel_helpers import PROBE, allow, running, wait_state
 from tre.testing import open_test_tre, spec
 
-
-class Probe:
-    def __init__(self) -> None:
-        self.instances: list[tuple[str, int]] = []  # (domain, generation) per instance built
-        self.seen: list[Any] = []
-        self.watch: list[tuple[str, str, Any]] = []
-        self.contexts: list[tre.Context] = []
-        self.cleanup: list[str] = []
-        self.up = trio.Event()
-        self.entered = trio.Event()
-        self.release = trio.Event()
-
-
-PROBE = Probe()
-
-
-@pytest.fixture(autouse=True)
-def probe() -> Iterator[Probe]:
-    global PROBE
-    PROBE = Probe()
-    yield PROBE
-
-
-def allow(cls: type[tre.Domain], *callers: str) -> dict[str, list[str]]:
-    return {name: list(callers) for name in cls.service_names()}
+pytestmark = pytest.mark.usefixtures("probe")
 
 
 class Counter(tre.Domain):
@@ -115,11 +91,6 @@ def counter(**fields: Any) -> tre.DomainSpec:
 
 ECHO = spec(Echo, id="echo", services={"echo": ["host", "counter"]})
 HOST = {"counter": list(Counter.service_names()), "echo": ["echo"]}
-
-
-async def running(t: tre.TRE, domain: str, generation: int) -> tre.DomainInfo:
-    with trio.fail_after(60):
-        return await t.wait_for(domain, "running", generation=generation)
 
 
 def kinds(t: tre.TRE, domain: str) -> list[str]:
@@ -313,8 +284,7 @@ async def test_restart_budget(
             await trio.sleep(delay)
             with pytest.raises(tre.Aborted):
                 await t.call("counter", "crash")
-            with trio.fail_after(60):
-                info = await t.wait_for("counter", state, generation=generation)
+            info = await wait_state(t, "counter", state, generation=generation)
             assert (info.state, info.generation, info.faults) == (state, generation, faults)
         if steps[-1][1] == "stopped":
             # a stopped domain is final: calls are aborted, it never comes back
