@@ -14,6 +14,7 @@ from ._config import default_config as default_config
 from ._config import load_config as load_config
 from ._config import parse_config as parse_config
 from ._context import Context as Context
+from ._device import TREEvent as TREEvent
 from ._errors import Aborted as Aborted
 from ._errors import Busy as Busy
 from ._errors import CallError as CallError
@@ -22,12 +23,32 @@ from ._errors import ConfigError as ConfigError
 from ._errors import Denied as Denied
 from ._errors import DomainFailed as DomainFailed
 from ._errors import InternalError as InternalError
+from ._errors import Locked as Locked
 from ._errors import NoSuchDomain as NoSuchDomain
 from ._errors import NoSuchMethod as NoSuchMethod
+from ._errors import ProvisioningError as ProvisioningError
 from ._errors import RemoteError as RemoteError
+from ._errors import RollbackDetected as RollbackDetected
 from ._errors import ServiceError as ServiceError
+from ._errors import StorageError as StorageError
+from ._errors import Terminated as Terminated
 from ._errors import TooLarge as TooLarge
+from ._keystore import KeyExists as KeyExists
+from ._keystore import KeyInfo as KeyInfo
+from ._keystore import KeyKind as KeyKind
+from ._keystore import KeyQuotaExceeded as KeyQuotaExceeded
+from ._keystore import Keystore as Keystore
+from ._keystore import KeystoreError as KeystoreError
+from ._keystore import KeystoreLocked as KeystoreLocked
+from ._keystore import KeyUnavailable as KeyUnavailable
+from ._keystore import NoSuchKey as NoSuchKey
+from ._keystore import SealPolicy as SealPolicy
+from ._keystore import UnsealError as UnsealError
+from ._keystore import WrongKeyKind as WrongKeyKind
+from ._keystore import verify_ed25519 as verify_ed25519
+from ._lifecycle import DomainLifecycle as DomainLifecycle
 from ._lifecycle import DomainState as DomainState
+from ._lifecycle import TREState as TREState
 from ._loader import ENTRY_POINT_GROUP as ENTRY_POINT_GROUP
 from ._loader import DomainSpec as DomainSpec
 from ._loader import load_domain_dir as load_domain_dir
@@ -44,6 +65,7 @@ from ._policy import Decision as Decision
 from ._policy import Policy as Policy
 from ._records import KernelEvent as KernelEvent
 from ._runtime import TRE as TRE
+from ._runtime import DeviceInfo as DeviceInfo
 from ._runtime import DomainInfo as DomainInfo
 from ._runtime import open_tre as open_tre
 
@@ -60,25 +82,46 @@ __all__ = [
     "Context",
     "Decision",
     "Denied",
+    "DeviceInfo",
     "Domain",
     "DomainFailed",
     "DomainInfo",
+    "DomainLifecycle",
     "DomainSpec",
     "DomainState",
     "HostPolicy",
     "InternalError",
     "InvalidFrame",
     "KernelEvent",
+    "KeyExists",
+    "KeyInfo",
+    "KeyKind",
+    "KeyQuotaExceeded",
+    "KeyUnavailable",
+    "Keystore",
+    "KeystoreError",
+    "KeystoreLocked",
+    "Locked",
     "Manifest",
     "NoSuchDomain",
+    "NoSuchKey",
     "NoSuchMethod",
     "Policy",
+    "ProvisioningError",
     "Quotas",
     "RemoteError",
+    "RollbackDetected",
+    "SealPolicy",
     "ServiceError",
+    "StorageError",
     "TREConfig",
     "TREError",
+    "TREEvent",
+    "TREState",
+    "Terminated",
     "TooLarge",
+    "UnsealError",
+    "WrongKeyKind",
     "default_config",
     "load_config",
     "load_domain_dir",
@@ -88,4 +131,5 @@ __all__ = [
     "parse_config",
     "parse_manifest",
     "service",
+    "verify_ed25519",
 ]

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 import trio
 
+from ._cli_device import add_device_commands
 from ._config import TREConfig, default_config, load_config
 from ._errors import TREError
 from ._loader import DomainSpec, resolve
@@ -149,13 +150,18 @@ def cmd_policy_show(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from ._runtime import open_tre
 
-    config = _config(args.config)
+    if args.state is not None and args.config is not None:
+        raise _UsageError("give --state or --config, not both (a state has its own config)")
+    config = None if args.state is not None else _config(args.config)
 
     async def run() -> dict[str, Any]:
-        async with open_tre(config) as t:
+        async with open_tre(config, state=args.state) as t:
+            name = t.config.name
+            device = t.device
             print(
-                f"tre: {config.name}: {len(t.domains())} domains booted "
-                f"in {t.boot_seconds * 1000:.1f} ms",
+                f"tre: {name}: {len(t.domains())} domains booted "
+                f"in {t.boot_seconds * 1000:.1f} ms (boot {device.boot_count}, "
+                f"{device.lifecycle})",
                 file=sys.stderr,
             )
             try:
@@ -164,7 +170,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 await trio.sleep(args.duration)
             finally:
                 summary = {
-                    "name": config.name,
+                    "name": name,
+                    "device": vars_of(device),
                     "domains": [vars_of(d) for d in t.domains()],
                     "events": [vars_of(e) for e in t.events],
                 }
@@ -224,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="boot a TRE and keep it running")
     config_opt(p)
+    p.add_argument("--state", metavar="DIR", help="boot the device provisioned in DIR")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     p.add_argument("--json", action="store_true", help="print the closing summary as JSON")
     p.set_defaults(func=cmd_run)
@@ -240,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_opt(ps)
     ps.add_argument("--json", action="store_true", help="print every decision as JSON")
     ps.set_defaults(func=cmd_policy_show)
+    add_device_commands(sub, _Parser)
     return parser
 
 

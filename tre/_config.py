@@ -22,6 +22,7 @@ embedded default (:func:`default_config`) boots every installed reference domain
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -153,3 +154,42 @@ def load_config(path: str | Path) -> TREConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(p), "", f"invalid TOML: {exc}") from None
     return parse_config(data, str(p))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return (
+            "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+        )
+    raise ConfigError("<config>", "", f"cannot write {type(value).__name__} to TOML")
+
+
+def config_to_toml(config: TREConfig) -> str:
+    """A config as TOML, with every path absolute (so it can be stored elsewhere)."""
+    lines = [
+        "# Written by tre provision: the config this device was provisioned with.",
+        "[tre]",
+        f"name = {_toml_value(config.name)}",
+        "",
+        "[domains]",
+        f"enable = {_toml_value(list(config.enable))}",
+        f"paths = {_toml_value([str(p.resolve()) for p in config.paths])}",
+        "",
+        "[host]",
+        f"max_outstanding = {config.host.max_outstanding}",
+    ]
+    for domain, methods in sorted(config.host.calls.items()):
+        lines += ["", "[[host.calls]]", f"domain = {_toml_value(domain)}"]
+        lines.append(f"methods = {_toml_value(sorted(methods))}")
+    for domain, values in sorted(config.settings.items()):
+        lines += ["", f"[settings.{domain}]"]
+        lines += [f"{json.dumps(k)} = {_toml_value(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"

@@ -13,11 +13,15 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ._keystore import Keystore
+
 if TYPE_CHECKING:
     from ._kernel import Kernel
     from ._records import DomainRuntime
 
 __all__ = ["Context"]
+
+_NO_KEYSTORE: Any = None
 
 _LOG = logging.getLogger("tre.domain")
 
@@ -28,7 +32,7 @@ class _DomainLog(logging.LoggerAdapter[logging.Logger]):
 
 
 class Context:
-    __slots__ = ("__kernel", "__rt", "_generation", "id", "log", "settings")
+    __slots__ = ("__kernel", "__rt", "_generation", "id", "keystore", "log", "settings")
 
     def __init__(self, kernel: Kernel, rt: DomainRuntime) -> None:
         self.__kernel = kernel
@@ -41,6 +45,8 @@ class Context:
         #: the ``tre.domain`` logger, with this domain's id in front of each message (an
         #: adapter rather than a logger per domain, which Python would keep forever)
         self.log = _DomainLog(_LOG, {"domain": rt.id})
+        #: this domain's own keystore (and no other): handles, never key bytes
+        self.keystore: Keystore = Keystore(rt.keys) if rt.keys is not None else _NO_KEYSTORE
 
     def __repr__(self) -> str:
         return f"<Context domain={self.id!r} generation={self._generation}>"

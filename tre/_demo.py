@@ -1,25 +1,38 @@
-"""``tre demo``: the reference domains doing real work, told as a short story."""
+"""``tre demo``: a device from the factory to a tamper response, told as a short story."""
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 
 import attrs
 import trio
 
+import attestation
+
 from ._config import default_config
+from ._device import provision
 from ._errors import CallError
+from ._factory import factory_init
 from ._runtime import TRE, open_tre
 
-__all__ = ["run_demo"]
+__all__ = ["DEMO_IMEI", "run_demo"]
+
+#: A made-up IMEI with a valid Luhn check digit (TAC 35209900, serial 176148).
+DEMO_IMEI = "352099001761481"
+
+
+_KINDS = {"DENIED": "denied", "ABORTED": "aborted", "LOCKED": "locked"}
 
 
 class _Story:
     def __init__(self, out: TextIO) -> None:
         self.out = out
-        self.counts = {"ok": 0, "denied": 0, "aborted": 0, "other": 0}
+        self.counts = {"ok": 0, "denied": 0, "aborted": 0, "locked": 0, "other": 0}
         self.step = 0
 
     def title(self, text: str) -> None:
@@ -33,7 +46,9 @@ class _Story:
         try:
             result = await t.call(domain, method, body)
         except CallError as exc:
-            key = {"DENIED": "denied", "ABORTED": "aborted"}.get(exc.code, "other")
+            key = {"DENIED": "denied", "ABORTED": "aborted", "LOCKED": "locked"}.get(
+                exc.code, "other"
+            )
             self.counts[key] += 1
             self.line(f"host -> {domain}.{method}: {exc.code} ({exc.message})")
             return exc
@@ -51,28 +66,45 @@ def _short(value: Any) -> str:
     return repr(value)
 
 
-async def _demo(out: TextIO, interval: float) -> int:
-    story = _Story(out)
+def _factory_and_provision(story: _Story, root: Path, interval: float) -> Path:
+    story.title("At the factory: a manufacturer CA, owner keys, and a provisioned device")
+    factory = factory_init(root / "factory")
+    story.line(f"manufacturer CA and {len(factory.owners)} owner keys in {factory.path}")
     config = attrs.evolve(default_config(), settings={"meter": {"interval": interval}})
-    async with open_tre(config) as t:
+    state = root / "device"
+    result = provision(state, factory.path, imei=DEMO_IMEI, config=config)
+    cert = attestation.load_cert_pem((state / "device.pem").read_bytes())
+    attestation.verify_chain(cert, [], factory.ca_cert, dt.datetime.now(dt.UTC))
+    story.line(f"device UEID {result['ueid']} (from IMEI {DEMO_IMEI}), lifecycle secured")
+    story.line("DeviceID certificate verifies against the manufacturer CA")
+    return state
+
+
+async def _first_boot(story: _Story, state: Path, interval: float) -> bytes:
+    async with open_tre(state=state) as t:
         story.title(
-            f"Booted a TRE with {len(t.domains())} stakeholder domains "
-            f"in {t.boot_seconds * 1000:.1f} ms (policy {t.policy.digest()[:16]}...)"
+            f"Boot {t.device.boot_count}: {len(t.domains())} stakeholder domains in "
+            f"{t.boot_seconds * 1000:.1f} ms (policy {t.policy.digest()[:16]}...)"
         )
         for d in t.domains():
             kind = "isolated" if d.isolated else "services"
-            story.line(f"{d.id:<6} {d.owner:<32} v{d.version:<6} svn {d.svn}  {kind}  {d.state}")
+            story.line(
+                f"{d.id:<6} {d.owner:<32} svn {d.svn}  {kind:<8}  measurement "
+                f"{t.measurement(d.id).hex()[:12]}...  {d.state}"
+            )
 
-        story.title("Calls that policy allows")
+        story.title("Calls that policy allows; oem signs with a key from its own keystore")
         info = await story.call(t, "oem", "info")
         story.line(f"host -> oem.info: {_short(info['platform'])}")
+        story.line(f"oem's timestamp key (public half): {info['timestamp_key'].hex()[:16]}...")
         await trio.sleep(interval * 3.5)
         latest = await story.call(t, "meter", "latest")
         if isinstance(latest, dict):
             stamp = latest["stamp"]
+            ok = "verified" if latest["verified"] else "NOT verified"
             story.line(
                 f"host -> meter.latest: {latest['kwh']} kWh, reading #{latest['sample']}, "
-                f"timestamped by oem (seq {stamp['seq']}, tag {stamp['tag'][:6].hex()}...)"
+                f"stamped by oem (seq {stamp['seq']}, Ed25519 signature {ok} by meter)"
             )
         status = await story.call(t, "mno", "status")
         story.line(f"host -> mno.status: {_short(status)}")
@@ -87,14 +119,10 @@ async def _demo(out: TextIO, interval: float) -> int:
 
         story.title("A domain fails mid-call: its callers get ABORTED, the supervisor restarts it")
         before = t.domain("meter")
-
-        async def queued() -> None:
-            await story.call(t, "meter", "history")
-
         async with trio.open_nursery() as nursery:
             nursery.start_soon(story.call, t, "meter", "selftest", {"inject_fault": True})
             await trio.sleep(0.01)
-            nursery.start_soon(queued)
+            nursery.start_soon(story.call, t, "meter", "history")
         with trio.fail_after(5):
             after = await t.wait_for("meter", "running", generation=before.generation + 1)
         story.line(
@@ -103,24 +131,42 @@ async def _demo(out: TextIO, interval: float) -> int:
         )
         check = await story.call(t, "meter", "selftest")
         story.line(f"host -> meter.selftest (after restart): {_short(check)}")
-        oem_info = await story.call(t, "oem", "time")
-        story.line(f"host -> oem.time (unaffected): monotonic {oem_info['monotonic']:.3f}")
+        return bytes(info["timestamp_key"])
+
+
+async def _second_boot(story: _Story, state: Path, first_key: bytes) -> None:
+    async with open_tre(state=state) as t:
+        story.title(f"Reboot (boot {t.device.boot_count}): keys survive, sealed to each domain")
+        info = await story.call(t, "oem", "info")
+        same = "the same" if info["timestamp_key"] == first_key else "a DIFFERENT"
+        story.line(f"oem's timestamp key after reboot: {same} key, unsealed from its keystore")
+
+        story.title("Tamper response: a physical attack on mno's part of the device is detected")
+        locked = await t.tamper("mno", "enclosure opened near the modem")
+        story.line(f"locked: {', '.join(locked)}; its keys cannot be used from now on")
+        await story.call(t, "mno", "status")
+        reading = await story.call(t, "oem", "time")
+        story.line(f"host -> oem.time (unaffected): monotonic {reading['monotonic']:.3f}")
 
         story.title("Summary")
         c = story.counts
         story.line(
-            f"{c['ok']} calls answered, {c['denied']} denied by policy, "
-            f"{c['aborted']} aborted by a failing domain, {c['other']} other errors"
+            f"{c['ok']} calls answered, {c['denied']} denied by policy, {c['aborted']} aborted "
+            f"by a failing domain, {c['locked']} refused as locked, {c['other']} other errors"
         )
         for d in t.domains():
-            story.line(
-                f"{d.id:<6} state {d.state:<8} generation {d.generation}  "
-                f"served {d.served:<4} faults {d.faults}"
-            )
-        story.line("kernel events:")
-        for e in t.events:
-            story.line(f"  {e.kind:<8} {e.domain:<6} {e.detail}")
-    ok = c["ok"] >= 5 and c["aborted"] >= 1 and c["denied"] >= 2 and c["other"] == 0
+            story.line(f"{d.id:<6} state {d.state:<8} generation {d.generation}  served {d.served}")
+
+
+async def _demo(out: TextIO, interval: float) -> int:
+    story = _Story(out)
+    with tempfile.TemporaryDirectory(prefix="tre-demo-") as tmp:
+        state = _factory_and_provision(story, Path(tmp), interval)
+        first_key = await _first_boot(story, state, interval)
+        await _second_boot(story, state, first_key)
+    c = story.counts
+    ok = c["ok"] >= 6 and c["aborted"] >= 1 and c["denied"] >= 2 and c["locked"] == 1
+    ok = ok and c["other"] == 0
     print("\ndemo " + ("completed" if ok else "did NOT go as expected"), file=out)
     return 0 if ok else 1
 

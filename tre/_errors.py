@@ -20,11 +20,16 @@ __all__ = [
     "DomainFailed",
     "InternalError",
     "InvalidFrame",
+    "Locked",
     "NoSuchDomain",
     "NoSuchMethod",
+    "ProvisioningError",
     "RemoteError",
+    "RollbackDetected",
     "ServiceError",
+    "StorageError",
     "TREError",
+    "Terminated",
     "TooLarge",
     "error_for_code",
 ]
@@ -79,6 +84,13 @@ class Aborted(CallError):
     answer at all."""
 
     code = "ABORTED"
+
+
+class Locked(CallError):
+    """The callee (or the whole TRE) is locked by tamper response: it does not run and
+    its keys cannot be used. Final until the device is re-provisioned."""
+
+    code = "LOCKED"
 
 
 class TooLarge(CallError):
@@ -136,6 +148,32 @@ class DomainFailed(TREError):
         self.reason = reason
 
 
+class ProvisioningError(TREError):
+    """Factory or provisioning input is missing or unusable, or the state is already
+    provisioned."""
+
+    code = "PROVISIONING"
+
+
+class Terminated(TREError):
+    """The device has been terminated: its secret is erased and nothing boots."""
+
+    code = "TERMINATED"
+
+
+class StorageError(TREError):
+    """The TRE's persistent state cannot be used: not a TRE database, corrupt, or rolled
+    back. Subclasses say which."""
+
+    code = "STORAGE"
+
+
+class RollbackDetected(StorageError):
+    """The database is older than the replay-protected counter: an old copy was put back."""
+
+    code = "ROLLBACK"
+
+
 class InternalError(TREError):
     """A bug in the runtime itself (never caused by a domain or a caller)."""
 
@@ -144,7 +182,7 @@ class InternalError(TREError):
 
 _BY_CODE: dict[str, type[CallError]] = {
     cls.code: cls
-    for cls in (Denied, Busy, CallTimeout, Aborted, TooLarge, NoSuchDomain, NoSuchMethod)
+    for cls in (Denied, Busy, CallTimeout, Aborted, Locked, TooLarge, NoSuchDomain, NoSuchMethod)
 }
 
 

@@ -22,7 +22,8 @@ import ipc
 from ._bucket import TokenBucket
 from ._config import TREConfig
 from ._deadlines import DeadlineQueue
-from ._errors import Aborted, Busy, CallTimeout, Denied, TooLarge, error_for_code
+from ._device import Device
+from ._errors import Aborted, Busy, CallTimeout, Denied, Locked, TooLarge, error_for_code
 from ._lifecycle import ACCEPTING, DomainState, check_transition
 from ._loader import DomainSpec
 from ._manifest import HOST
@@ -48,9 +49,16 @@ def _not_live(caller: Caller) -> Aborted:
     )
 
 
+def _not_accepting(callee: DomainRuntime) -> Aborted | Locked:
+    if callee.state is DomainState.LOCKED:
+        return Locked(f"{callee.id!r} is locked")
+    return Aborted(f"{callee.id!r} is {callee.state.value}")
+
+
 class Kernel:
-    def __init__(self, config: TREConfig, specs: Iterable[DomainSpec]) -> None:
+    def __init__(self, config: TREConfig, specs: Iterable[DomainSpec], device: Device) -> None:
         self.config = config
+        self.device = device
         self.specs = list(specs)
         self.domains: dict[str, DomainRuntime] = {
             s.id: DomainRuntime(s, dict(config.settings.get(s.id, {}))) for s in self.specs
@@ -109,6 +117,27 @@ class Kernel:
             self.set_state(rt, DomainState.FAILED)
         self.abort_inflight(rt, f"{rt.id!r} failed while serving the call")
 
+    def lock(self, rt: DomainRuntime, why: str) -> None:
+        """Tamper response: the domain stops at once for good, its callers get LOCKED and
+        its unsealed keys are forgotten."""
+        if rt.state is DomainState.LOCKED:
+            return
+        rt.live = 0
+        self.set_state(rt, DomainState.LOCKED)
+        inflight = list(rt.inflight)
+        rt.inflight.clear()
+        for slot in inflight:
+            slot.fail(Locked(f"{rt.id!r} is locked: {why}"))
+            if slot.serving is not None:
+                slot.serving.cancel()
+        if rt.keys is not None:
+            rt.keys.lock()
+        rt.inbox_send.close()
+        rt.inbox_recv.close()
+        if rt.scope is not None:
+            rt.scope.cancel()
+        self.record("locked", rt.id, why)
+
     def stop(self, rt: DomainRuntime, why: str) -> None:
         """Make ``rt`` STOPPED for good: abort its callers and close its inbox."""
         rt.live = 0
@@ -148,7 +177,7 @@ class Kernel:
             raise Denied(f"re-entrant call: {domain!r} is already in the call chain")
         callee = route.target
         if callee.state not in ACCEPTING:
-            raise Aborted(f"{domain!r} is {callee.state.value}")
+            raise _not_accepting(callee)
         if caller.outstanding >= caller.max_outstanding:
             raise Busy(f"{caller.id!r} has {caller.outstanding} calls outstanding")
         if timeout is None:
@@ -186,7 +215,7 @@ class Kernel:
                     raise Busy(f"{domain!r}'s inbox is full") from None
                 await self._send_slowly(callee, item, deadline)
             except _DISCONNECTED:
-                raise Aborted(f"{domain!r} failed") from None
+                raise _not_accepting(callee) from None
             deadlines.add(slot)
             reply = await slot.wait()
         except BaseException:
@@ -226,7 +255,7 @@ class Kernel:
             raise _not_live(caller)
         callee = route.target
         if callee.state not in ACCEPTING:
-            raise Aborted(f"{domain!r} is {callee.state.value}")
+            raise _not_accepting(callee)
         try:
             frame = self.codec.notification(method, body, callee.max_frame)
         except ipc.InvalidFrame as exc:

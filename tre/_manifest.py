@@ -59,6 +59,10 @@ class Quotas:
     burst: int = 500
     #: Handlers of this domain that may run at the same time (worker tasks).
     concurrency: int = 1
+    #: Keys this domain may hold in its keystore.
+    max_keys: int = 64
+    #: Bytes of sealed key rows (secrets and public keys) this domain may hold.
+    max_key_bytes: int = 64 * 1024
 
 
 @attrs.frozen
@@ -123,6 +127,8 @@ _QUOTA_RANGES: dict[str, tuple[type, float, float]] = {
     "calls_per_second": (float, 0.001, 1e9),
     "burst": (int, 1, 1_000_000_000),
     "concurrency": (int, 1, 64),
+    "max_keys": (int, 0, 100_000),
+    "max_key_bytes": (int, 0, 1 << 30),
 }
 
 

@@ -13,6 +13,7 @@ import attrs
 import trio
 
 from ._bucket import TokenBucket
+from ._keystore import DomainKeys
 from ._lifecycle import DomainState
 from ._loader import DomainSpec
 from ._slot import ReplySlot
@@ -88,10 +89,12 @@ class DomainRuntime(Caller):
         "inbox_recv",
         "inbox_send",
         "inflight",
+        "keys",
         "last_fault",
         "nursery",
         "overruns",
         "restart_times",
+        "scope",
         "served",
         "settings",
         "spec",
@@ -112,6 +115,10 @@ class DomainRuntime(Caller):
         #: times of recent restarts (made on the first restart: most domains never need it)
         self.restart_times: collections.deque[float] | None = None
         self.nursery: trio.Nursery | None = None
+        #: the supervisor's cancel scope (lock cancels it)
+        self.scope: trio.CancelScope | None = None
+        #: kernel-side key material (set at boot)
+        self.keys: DomainKeys | None = None
         self.faults = 0
         self.overruns = 0
         self.served = 0

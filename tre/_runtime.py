@@ -19,15 +19,17 @@ import attrs
 import trio
 
 from ._config import TREConfig, default_config, load_config
-from ._errors import DomainFailed
+from ._device import Device, EventHook, tamper
+from ._errors import ConfigError, DomainFailed
 from ._kernel import Kernel
-from ._lifecycle import DomainState
+from ._keystore import load_keys
+from ._lifecycle import DomainLifecycle, DomainState, TREState
 from ._loader import DomainSpec, resolve
 from ._policy import Policy
 from ._records import KernelEvent
 from ._supervisor import supervise
 
-__all__ = ["TRE", "DomainInfo", "open_tre"]
+__all__ = ["TRE", "DeviceInfo", "DomainInfo", "open_tre"]
 
 
 @attrs.frozen
@@ -47,6 +49,17 @@ class DomainInfo:
     overruns: int
 
 
+@attrs.frozen
+class DeviceInfo:
+    """The device a TRE runs on."""
+
+    ueid: str
+    imei: str | None
+    lifecycle: str
+    boot_count: int
+    state_dir: str | None  # None for a throw-away in-memory device
+
+
 class TRE:
     """The host's handle on a running TRE (see :func:`open_tre`)."""
 
@@ -58,6 +71,33 @@ class TRE:
     @property
     def config(self) -> TREConfig:
         return self._kernel.config
+
+    @property
+    def device(self) -> DeviceInfo:
+        d = self._kernel.device
+        return DeviceInfo(
+            ueid=d.ueid.hex(),
+            imei=d.imei or None,
+            lifecycle=d.tre_state.value,
+            boot_count=d.boot_count,
+            state_dir=None if d.state_dir is None else str(d.state_dir),
+        )
+
+    def measurement(self, domain_id: str) -> bytes:
+        """The domain's measurement (code, manifest, owner key, svn) as its keys use it."""
+        keys = self._kernel.domains[domain_id].keys
+        assert keys is not None
+        return keys.measurement
+
+    async def tamper(self, domain: str | None = None, reason: str = "tamper detected") -> list[str]:
+        """Tamper response from inside the device (a tamper sensor): lock ``domain``, or
+        the whole TRE when None. Locked domains stop at once; their callers and every
+        later caller get :class:`~tre.Locked`; their keys cannot be used. Permanent."""
+        kernel = self._kernel
+        locked = await tamper(kernel.device, domain, reason)
+        for domain_id in locked:
+            kernel.lock(kernel.domains[domain_id], reason)
+        return locked
 
     @property
     def policy(self) -> Policy:
@@ -144,30 +184,60 @@ def _as_config(config: TREConfig | str | Path | None) -> TREConfig:
     return load_config(config)
 
 
+#: How often a TRE running on a state folder re-reads its lifecycle (seconds), so that a
+#: ``tre tamper`` from another process locks the running domains.
+LIFECYCLE_POLL = 1.0
+
+
 @contextlib.asynccontextmanager
 async def open_tre(
     config: TREConfig | str | Path | None = None,
     *,
+    state: str | Path | None = None,
     domains: Iterable[DomainSpec] = (),
+    on_event: EventHook | None = None,
+    lifecycle_poll: float = LIFECYCLE_POLL,
 ) -> AsyncIterator[TRE]:
     """Boot a TRE and yield its host handle; shut every domain down on exit.
 
-    ``config`` is a :class:`TREConfig`, a path to a TOML config, or None for the embedded
-    default (the reference domains). ``domains`` adds specs built in code (see
-    :mod:`tre.testing`). Config errors raise :class:`~tre.ConfigError` before anything
-    starts. If a domain whose abort action is ``propagate`` fails, the block is cancelled
-    and :class:`~tre.DomainFailed` is raised.
+    With ``state``, boot the device provisioned in that folder (``tre provision``) with
+    the config it was provisioned with; each boot is counted. Without it, boot ``config``
+    (a :class:`TREConfig`, a path to a TOML config, or None for the embedded default) on a
+    throw-away in-memory device, so domains still have keystores. ``domains`` adds specs
+    built in code (see :mod:`tre.testing`). ``on_event`` receives every lifecycle event.
+
+    Config errors raise :class:`~tre.ConfigError` before anything starts; a terminated
+    device raises :class:`~tre.Terminated`. If a domain whose abort action is
+    ``propagate`` fails, the block is cancelled and :class:`~tre.DomainFailed` is raised.
     """
-    cfg = _as_config(config)
-    specs: Sequence[DomainSpec] = resolve(cfg, domains)
-    kernel = Kernel(cfg, specs)
+    if state is not None:
+        if config is not None:
+            raise ConfigError(str(state), "", "a provisioned state carries its own config")
+        device = await Device.open(Path(state))
+        cfg = device.config
+        specs: Sequence[DomainSpec] = resolve(cfg, domains)
+    else:
+        cfg = _as_config(config)
+        specs = resolve(cfg, domains)
+        device = Device.ephemeral(cfg, list(specs))
     try:
+        if on_event is not None:
+            device.hooks.append(on_event)
+        await device.boot()
+        kernel = Kernel(cfg, specs, device)
+        await _prepare_keys(kernel, device)
+        await device.activate([s.id for s in specs if not _locked_at_boot(device, s.id)])
         async with trio.open_nursery() as nursery:
             kernel.build_routes()
             nursery.start_soon(kernel.deadlines.run)
             started = time.perf_counter()
             for rt in kernel.domains_in_boot_order():
+                if _locked_at_boot(device, rt.id):
+                    kernel.lock(rt, "locked by tamper response")
+                    continue
                 await nursery.start(_supervise_task, kernel, rt)
+            if device.state_dir is not None:
+                nursery.start_soon(_watch_lifecycle, kernel, device, lifecycle_poll)
             handle = TRE(kernel, time.perf_counter() - started)
             try:
                 yield handle
@@ -179,6 +249,35 @@ async def open_tre(
             raise
         error.__suppress_context__ = True
         raise error from error.__cause__
+    finally:
+        with trio.CancelScope(shield=True):
+            await device.close()
+
+
+def _locked_at_boot(device: Device, domain_id: str) -> bool:
+    if device.tre_state is not TREState.SECURED:
+        return True
+    record = device.records.get(domain_id)
+    return record is not None and record.state is DomainLifecycle.LOCKED
+
+
+async def _prepare_keys(kernel: Kernel, device: Device) -> None:
+    for rt in kernel.domains.values():
+        rt.keys = device.domain_keys(rt.spec)
+    await load_keys(device.store, [rt.keys for rt in kernel.domains.values() if rt.keys])
+
+
+async def _watch_lifecycle(kernel: Kernel, device: Device, every: float) -> None:
+    """Apply lifecycle changes made by another process (``tre tamper``) while running."""
+    while True:
+        await trio.sleep(every)
+        tre_state, domains = await device.reload_lifecycle()
+        for domain_id, lifecycle in domains.items():
+            rt = kernel.domains.get(domain_id)
+            if rt is None:
+                continue
+            if tre_state is not TREState.SECURED or lifecycle is DomainLifecycle.LOCKED:
+                kernel.lock(rt, "locked by tamper response")
 
 
 async def _supervise_task(

@@ -32,6 +32,9 @@ __all__ = ["supervise"]
 log = logging.getLogger("tre.supervisor")
 
 
+_FINAL = frozenset({DomainState.LOCKED, DomainState.STOPPED})
+
+
 def _split(exc: BaseException) -> tuple[BaseException | None, BaseException | None]:
     """(what must propagate: the TRE's cancellation and the like, the domain's own fault)."""
     if isinstance(exc, BaseExceptionGroup):
@@ -82,7 +85,13 @@ async def supervise(
 ) -> None:
     """Keep ``rt`` running according to its abort action. ``task_status.started()`` is
     called once the first generation runs, or once it has failed, so that boot goes on
-    either way (a restart then continues in the background)."""
+    either way (a restart then continues in the background). :meth:`Kernel.lock` ends it
+    through ``rt.scope``."""
+    with trio.CancelScope() as rt.scope:
+        await _supervise(kernel, rt, task_status)
+
+
+async def _supervise(kernel: Kernel, rt: DomainRuntime, task_status: Any) -> None:
     booted = False
 
     def release_boot() -> bool:
@@ -107,9 +116,12 @@ async def supervise(
         except BaseException as exc:
             rt.nursery = None
             own, fault = _split(exc)
-            if own is not None:  # the TRE is shutting down (or the process is stopping)
-                kernel.stop(rt, "the TRE is shutting down")
+            if own is not None:  # the TRE is shutting down, or the domain was locked
+                if rt.state is not DomainState.LOCKED:
+                    kernel.stop(rt, "the TRE is shutting down")
                 raise own from None
+            if rt.state in _FINAL:  # locked or stopped on purpose: not a fault
+                return
             assert fault is not None
         rt.faults += 1
         rt.last_fault = type(fault).__name__

@@ -64,7 +64,10 @@ async def worker(
     while True:
         with trio.CancelScope() as scope:
             while True:
-                frame, slot, chain, caller, system = await recv.receive()
+                try:
+                    frame, slot, chain, caller, system = await recv.receive()
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    return  # the kernel closed the inbox: the domain is stopping or locked
                 if slot is None:
                     slot = ReplySlot(trio.current_time() + rt.default_deadline)
                     await _one_way(

@@ -11,6 +11,7 @@ import msgpack
 import trio
 
 import tre
+from domains.oem import stamp_payload
 
 __all__ = ["MeterDomain", "SensorFault"]
 
@@ -35,6 +36,10 @@ class MeterDomain(tre.Domain):
         self.readings: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY)
         self.missed = 0
 
+    async def setup(self) -> None:
+        info = await self.ctx.call("oem", "info")
+        self.oem_key: bytes = info["timestamp_key"]
+
     async def run(self) -> None:
         self.ctx.watch("oem")
         while True:
@@ -48,7 +53,11 @@ class MeterDomain(tre.Domain):
                 self.missed += 1
                 self.ctx.log.info("reading not timestamped: %s", exc.code)
                 continue
-            self.readings.append({**reading, "digest": digest, "stamp": stamp})
+            payload = stamp_payload(digest, stamp["seq"], stamp["monotonic"], stamp["for"])
+            verified = tre.verify_ed25519(self.oem_key, payload, stamp["sig"])
+            self.readings.append(
+                {**reading, "digest": digest, "stamp": stamp, "verified": verified}
+            )
 
     async def on_domain_down(self, peer: str) -> None:
         self.ctx.log.warning("%s is down; readings will wait for it", peer)

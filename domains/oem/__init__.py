@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
+import msgpack
 import trio
-from cryptography.hazmat.primitives import hashes, hmac
 
 import tre
 
-__all__ = ["OemDomain"]
+__all__ = ["OemDomain", "stamp_payload"]
 
 PLATFORM = {
     "manufacturer": "Acme Devices",
@@ -19,26 +18,45 @@ PLATFORM = {
     "hardware": "rev C",
     "firmware": "7.4.1",
 }
+#: The keystore label of the Ed25519 key that signs timestamps.
+STAMP_KEY = "timestamp"
+
+
+def stamp_payload(digest: bytes, seq: int, monotonic: float, caller: str) -> bytes:
+    """The exact bytes a timestamp signature covers (a verifier rebuilds them)."""
+    signed = ["tre-oem-stamp/v1", digest, seq, float(monotonic), caller]
+    return msgpack.packb(signed, use_bin_type=True)  # type: ignore[no-any-return]
 
 
 class OemDomain(tre.Domain):
     """Answers ``info``, ``time`` and ``timestamp``.
 
-    A timestamp binds a 32-byte digest to a strictly increasing sequence number and the
-    TRE's monotonic clock with an HMAC-SHA256 tag. The tag key lives in memory for this
-    generation only (the root-of-trust work moves it into the domain's keystore).
+    A timestamp binds a 32-byte digest to a strictly increasing sequence number, the TRE's
+    monotonic clock and the caller, signed by an Ed25519 key that lives in oem's own
+    keystore (created on first boot, kept across restarts and reboots; oem never sees the
+    private key). ``info`` publishes the public key so anyone can check a stamp.
     """
 
     def __init__(self, ctx: tre.Context) -> None:
         super().__init__(ctx)
-        self._key = os.urandom(32)
         self._seq = 0
+        self._public = b""
+
+    async def setup(self) -> None:
+        keystore = self.ctx.keystore
+        if STAMP_KEY not in {k.label for k in keystore.list()}:
+            await keystore.generate(STAMP_KEY, tre.KeyKind.ED25519)
+        self._public = keystore.public_key(STAMP_KEY)
 
     @tre.service
     async def info(self, caller: str, body: Any) -> dict[str, Any]:
         platform = dict(PLATFORM)
         platform.update({k: v for k, v in self.ctx.settings.items() if isinstance(v, str)})
-        return {"platform": platform, "generation": self.ctx.generation}
+        return {
+            "platform": platform,
+            "generation": self.ctx.generation,
+            "timestamp_key": self._public,
+        }
 
     @tre.service
     async def time(self, caller: str, body: Any) -> dict[str, Any]:
@@ -52,8 +70,6 @@ class OemDomain(tre.Domain):
         if len(digest) != 32:
             raise tre.ServiceError("BAD_REQUEST", "digest must be 32 bytes")
         self._seq += 1
-        stamp = {"seq": self._seq, "monotonic": trio.current_time(), "for": caller}
-        mac = hmac.HMAC(self._key, hashes.SHA256())
-        mac.update(digest + self._seq.to_bytes(8, "big") + caller.encode())
-        stamp["tag"] = mac.finalize()
-        return stamp
+        now = trio.current_time()
+        signature = self.ctx.keystore.sign(STAMP_KEY, stamp_payload(digest, self._seq, now, caller))
+        return {"seq": self._seq, "monotonic": now, "for": caller, "sig": signature}

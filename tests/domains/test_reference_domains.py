@@ -10,6 +10,7 @@ import pytest
 import trio
 
 import tre
+from domains.oem import stamp_payload
 from tre.testing import open_test_tre
 
 FAST = {"meter": {"interval": 0.1}}
@@ -50,6 +51,7 @@ async def test_open_tre_without_config_uses_the_default(autojump_clock: trio.abc
 
 async def test_oem_info_returns_the_platform(t: tre.TRE, autojump_clock: trio.abc.Clock) -> None:
     info = await t.call("oem", "info")
+    key = info.pop("timestamp_key")
     assert info == {
         "platform": {
             "manufacturer": "Acme Devices",
@@ -59,6 +61,7 @@ async def test_oem_info_returns_the_platform(t: tre.TRE, autojump_clock: trio.ab
         },
         "generation": 1,
     }
+    assert isinstance(key, bytes) and len(key) == 32  # a raw Ed25519 public key
 
 
 async def test_oem_info_takes_string_settings(autojump_clock: trio.abc.Clock) -> None:
@@ -152,14 +155,20 @@ async def test_oem_timestamp_with_a_bad_body(autojump_clock: trio.abc.Clock, bod
 
 async def test_oem_timestamp_with_a_good_body(autojump_clock: trio.abc.Clock) -> None:
     OUTCOMES.clear()
-    async with open_test_tre(probe_spec(), enable=["oem"], host_calls={"meter": ["probe"]}) as t:
+    async with open_test_tre(
+        probe_spec(), enable=["oem"], host_calls={"meter": ["probe"], "oem": ["info"]}
+    ) as t:
         first = await t.call("meter", "probe", {"digest": bytes(32)})
         second = await t.call("meter", "probe", {"digest": b"\x01" * 32})
-    assert set(first) == {"seq", "monotonic", "for", "tag"}
+        key = (await t.call("oem", "info"))["timestamp_key"]
+    assert set(first) == {"seq", "monotonic", "for", "sig"}
     assert (first["seq"], second["seq"]) == (1, 2)
     assert first["for"] == second["for"] == "meter"
-    assert isinstance(first["tag"], bytes) and len(first["tag"]) == 32
-    assert first["tag"] != second["tag"]
+    assert isinstance(first["sig"], bytes) and len(first["sig"]) == 64
+    assert first["sig"] != second["sig"]
+    payload = stamp_payload(bytes(32), 1, first["monotonic"], "meter")
+    assert tre.verify_ed25519(key, payload, first["sig"])
+    assert not tre.verify_ed25519(key, payload, second["sig"])  # bound to digest and seq
 
 
 # --- meter -----------------------------------------------------------------------------------
@@ -181,9 +190,10 @@ async def test_meter_readings_are_timestamped_by_oem(
     assert [r["sample"] for r in readings] == list(range(1, len(readings) + 1))
     kwh = [r["kwh"] for r in readings]
     assert kwh == sorted(kwh) and kwh[0] > 0
+    assert all(r["verified"] for r in readings)  # meter checked oem's signature on each
     for r in readings:
         assert r["stamp"]["for"] == "meter"
-        assert isinstance(r["stamp"]["tag"], bytes) and len(r["stamp"]["tag"]) == 32
+        assert isinstance(r["stamp"]["sig"], bytes) and len(r["stamp"]["sig"]) == 64
         assert isinstance(r["digest"], bytes) and len(r["digest"]) == 32
     latest = await t.call("meter", "latest")
     assert latest == readings[-1] or latest["stamp"]["seq"] > readings[-1]["stamp"]["seq"]
@@ -296,6 +306,7 @@ async def test_reference_policy_edges(t: tre.TRE, autojump_clock: trio.abc.Clock
         (host, "mno", "status"),
         ("meter", "oem", "timestamp"),
         ("meter", "oem", "time"),
+        ("meter", "oem", "info"),
         ("mno", "oem", "info"),
     }
     assert t.policy.isolated == {"vault"}

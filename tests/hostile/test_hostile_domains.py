@@ -239,7 +239,17 @@ async def test_changing_its_context_id_does_not_change_who_is_calling(
 
 
 #: The documented Context API (tre/_context.py).
-CONTEXT_API = {"id", "settings", "log", "generation", "call", "notify", "watch", "start_soon"}
+CONTEXT_API = {
+    "id",
+    "settings",
+    "log",
+    "generation",
+    "keystore",
+    "call",
+    "notify",
+    "watch",
+    "start_soon",
+}
 
 
 async def test_a_context_exposes_exactly_the_documented_api(

@@ -1,0 +1,82 @@
+"""A replay-protected monotonic counter: the stand-in for an eMMC RPMB partition.
+
+On a real device the counter would live in a Replay Protected Memory Block: writes are
+authenticated with a key shared with the secure world, and the hardware refuses to go
+back to an older value. Here it is a small file holding ``magic || counter || HMAC``. The
+HMAC (a key derived from the device secret) makes a forged or edited file detectable; what
+a file cannot do is refuse to be replaced by an older copy of itself -- that is exactly the
+property the hardware adds, and this model assumes it (see the README).
+
+The keystore stores the same number in its database and checks at open that the database
+is not older than the counter: an old copy of the database put back is detected.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import struct
+from hashlib import sha256
+from pathlib import Path
+
+from ._errors import StorageError
+
+__all__ = ["CounterTampered", "MonotonicCounter"]
+
+_MAGIC = b"TRECTR1\x00"
+_LAYOUT = struct.Struct(">8sQ32s")  # magic, value, HMAC-SHA256(magic || value)
+
+
+class CounterTampered(StorageError):
+    """The counter file is missing, malformed or fails its MAC."""
+
+    code = "COUNTER_TAMPERED"
+
+
+class MonotonicCounter:
+    """One 64-bit counter that only goes up, in one authenticated 48-byte record."""
+
+    def __init__(self, path: Path, mac_key: bytes) -> None:
+        self.path = path
+        self._key = mac_key
+
+    def __repr__(self) -> str:
+        return f"MonotonicCounter({str(self.path)!r})"
+
+    def _tag(self, value: int) -> bytes:
+        return hmac.new(self._key, _MAGIC + value.to_bytes(8, "big"), sha256).digest()
+
+    def create(self) -> None:
+        """Write the counter at 0 (at provisioning). Refuses to overwrite."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, _LAYOUT.pack(_MAGIC, 0, self._tag(0)))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def read(self) -> int:
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            raise CounterTampered(f"cannot read the counter: {exc.strerror}") from None
+        if len(data) != _LAYOUT.size:
+            raise CounterTampered("the counter record has the wrong size")
+        magic, value, tag = _LAYOUT.unpack(data)
+        if magic != _MAGIC or not hmac.compare_digest(tag, self._tag(value)):
+            raise CounterTampered("the counter record fails its authentication")
+        return int(value)
+
+    def advance(self, value: int) -> None:
+        """Raise the counter to ``value``; a lower or equal value changes nothing (two
+        writers may race, and the counter need only be at least every committed
+        generation). One in-place write of one small record and an fsync: a single-sector
+        write, atomic on the storage it models."""
+        if value <= self.read():
+            return
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, _LAYOUT.pack(_MAGIC, value, self._tag(value)), 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)

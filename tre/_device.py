@@ -1,0 +1,568 @@
+"""A provisioned device: its state folder, identity, lifecycle and keystores (R3, R5, R6, R9).
+
+A state folder holds::
+
+    uds.bin      the 32-byte unique device secret (mode 0600; erased by terminate)
+    device.pem   the DeviceID certificate, issued by the manufacturer CA
+    ca.pem       the manufacturer CA certificate (the trust anchor)
+    config.toml  the config the device was provisioned with (paths made absolute)
+    counter.bin  the replay-protected counter (the RPMB stand-in, see _counter.py)
+    tre.db       SQLite: lifecycle, installed domains, sealed keys, lifecycle events
+
+Identities follow the Open Profile for DICE (see :mod:`attestation`): the DeviceID key is
+derived from the device secret; the TRE's CDIs from the secret and the TRE's code; each
+domain's CDIs from the TRE's and the domain's measurement. No domain ever sees a secret.
+Every lifecycle transition goes through :meth:`Device.emit`: it is written to the
+``events`` table and handed to every hook (the audit log of later work plugs in there).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+import attestation
+
+from ._config import TREConfig, config_to_toml, default_config, load_config
+from ._counter import MonotonicCounter
+from ._errors import ProvisioningError, StorageError, Terminated
+from ._factory import CA_NAME, Factory, load_factory, write_secret_file
+from ._keystore import DomainKeys
+from ._lifecycle import DOMAIN_LIFECYCLE, TRE_LIFECYCLE, DomainLifecycle, TREState, check_move
+from ._loader import DomainSpec, resolve
+from ._measure import domain_code_hash, manifest_hash, tre_code_hash, unsigned_owner_hash
+from ._store import AsyncStore, Store
+
+__all__ = [
+    "Device",
+    "DomainRecord",
+    "EventHook",
+    "TREEvent",
+    "erase_secret",
+    "provision",
+    "read_status",
+    "tamper",
+    "terminate",
+]
+
+UDS_FILE = "uds.bin"
+DB_FILE = "tre.db"
+COUNTER_FILE = "counter.bin"
+#: Default per-domain keystore quotas (keys, bytes of sealed rows).
+MAX_KEYS = 64
+MAX_KEY_BYTES = 64 * 1024
+
+
+@attrs.frozen
+class TREEvent:
+    """A lifecycle transition or tamper event, as handed to hooks."""
+
+    time: float
+    kind: str  # e.g. "provisioned", "boot", "tre_state", "domain_state", "tamper", "terminated"
+    subject: str  # "tre" or a domain id
+    detail: str = ""
+
+
+EventHook = Callable[[TREEvent], None]
+
+
+@attrs.frozen
+class DomainRecord:
+    """An installed domain as the device records it."""
+
+    id: str
+    source: str
+    owner: str
+    owner_key: bytes
+    svn: int
+    measurement: bytes
+    state: DomainLifecycle
+
+    @property
+    def owner_hash(self) -> bytes:
+        if self.owner_key:
+            return attestation.owner_key_hash(self.owner_key)
+        return unsigned_owner_hash(self.owner)
+
+
+def _source(spec: DomainSpec, config: TREConfig) -> str:
+    folder = spec.manifest.directory
+    if spec.id in config.enable or (folder is not None and folder not in config.paths):
+        return f"plugin:{spec.id}"
+    return f"path:{folder}"
+
+
+def _measurement(spec: DomainSpec, owner_hash: bytes) -> bytes:
+    return attestation.measure_domain(
+        domain_code_hash(spec), manifest_hash(spec), owner_hash, spec.manifest.svn
+    )
+
+
+def _ca_authority(ca_cert: x509.Certificate) -> bytes:
+    return attestation.authority_hash(
+        ca_cert.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    )
+
+
+# --- provisioning (runs at the factory, synchronously) ------------------------------------------
+
+
+def provision(
+    state_dir: Path,
+    factory_dir: Path,
+    *,
+    imei: str | None = None,
+    config: TREConfig | None = None,
+) -> dict[str, Any]:
+    """Create a device in ``state_dir`` (which must not hold one yet) from the factory's CA
+    and owner keys; install the config's domains; move the TRE to SECURED."""
+    state_dir = Path(state_dir)
+    if (state_dir / DB_FILE).exists() or (state_dir / UDS_FILE).exists():
+        raise ProvisioningError(f"{state_dir} is already provisioned")
+    factory = load_factory(Path(factory_dir))
+    config = config or default_config()
+    specs = resolve(config)
+    if imei is not None:
+        attestation.check_imei(imei)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        return _provision(state_dir, factory, specs, config, imei)
+    except BaseException:
+        # Nothing half-made is left behind: a failed provisioning can simply be retried.
+        for name in (UDS_FILE, DB_FILE, COUNTER_FILE, "device.pem", "ca.pem", "config.toml"):
+            for suffix in ("", "-wal", "-shm"):
+                (state_dir / (name + suffix)).unlink(missing_ok=True)
+        raise
+
+
+def _provision(
+    state_dir: Path, factory: Factory, specs: list[DomainSpec], config: TREConfig, imei: str | None
+) -> dict[str, Any]:
+    now = dt.datetime.now(dt.UTC)
+    uds = os.urandom(attestation.UDS_SIZE)
+    write_secret_file(state_dir / UDS_FILE, uds)
+    secret = attestation.Secret(uds)
+    ueid = attestation.ueid_from_imei(imei) if imei else attestation.random_ueid(os.urandom(32))
+    device_key = attestation.device_id_key(secret)
+    cert = attestation.issue_device_cert(
+        factory.ca_key, factory.ca_cert, device_key.public_key(), ueid, now, imei=imei
+    )
+    (state_dir / "device.pem").write_bytes(attestation.to_pem(cert))
+    (state_dir / "ca.pem").write_bytes(attestation.to_pem(factory.ca_cert))
+    (state_dir / "config.toml").write_text(config_to_toml(config), encoding="utf-8")
+    counter = MonotonicCounter(state_dir / COUNTER_FILE, _counter_key(secret))
+    counter.create()
+    store = Store.create(state_dir / DB_FILE, counter)
+    stamp = time.time()
+    records = []
+    for spec in specs:
+        owner_key = factory.owners.get(spec.id, b"")
+        owner_hash = (
+            attestation.owner_key_hash(owner_key)
+            if owner_key
+            else unsigned_owner_hash(spec.manifest.owner)
+        )
+        records.append(
+            (
+                spec.id,
+                _source(spec, config),
+                spec.manifest.owner,
+                owner_key,
+                spec.manifest.svn,
+                _measurement(spec, owner_hash),
+                DomainLifecycle.INSTALLED.value,
+                stamp,
+            )
+        )
+
+    def write(conn: sqlite3.Connection) -> None:
+        meta = {
+            "ueid": ueid,
+            "imei": imei or "",
+            "tre_state": TREState.SECURED.value,
+            "boot_count": 0,
+            "authority": _ca_authority(factory.ca_cert),
+            "provisioned": stamp,
+        }
+        conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", meta.items())
+        conn.executemany("INSERT INTO domains VALUES (?, ?, ?, ?, ?, ?, ?, ?)", records)
+        conn.execute(
+            "INSERT INTO events(time, kind, domain, detail) VALUES (?, 'provisioned', 'tre', ?)",
+            (stamp, f"ueid {ueid.hex()}, {len(records)} domains"),
+        )
+
+    store.write(write)
+    store.close()
+    return {"ueid": ueid.hex(), "imei": imei, "domains": [r[0] for r in records]}
+
+
+def _counter_key(uds: attestation.Secret) -> bytes:
+    return attestation.derive_key(uds, "rpmb-mac").reveal()
+
+
+# --- a device at run time -----------------------------------------------------------------------
+
+
+class Device:
+    """An opened device (real or ephemeral). Kernel-side: never handed to a domain."""
+
+    def __init__(
+        self,
+        *,
+        state_dir: Path | None,
+        uds: attestation.Secret,
+        store: Store,
+        config: TREConfig,
+        device_cert: x509.Certificate,
+        ca_cert: x509.Certificate,
+    ) -> None:
+        self.state_dir = state_dir
+        self.store = AsyncStore(store, inline=state_dir is None)
+        self.config = config
+        self.device_cert = device_cert
+        self.ca_cert = ca_cert
+        self.hooks: list[EventHook] = []
+        self._uds = uds
+        self._device_key: Ed25519PrivateKey = attestation.device_id_key(uds)
+        meta = store.read(lambda c: dict(c.execute("SELECT key, value FROM meta").fetchall()))
+        self.ueid: bytes = meta["ueid"]
+        self.imei: str = meta.get("imei") or ""
+        self.tre_state = TREState(meta["tre_state"])
+        self.boot_count: int = int(meta["boot_count"])
+        self.authority: bytes = meta["authority"]
+        self.tre_measurement = tre_code_hash()
+        self.cdis = attestation.tre_cdis(uds, self.tre_measurement, self.authority)
+        self.records: dict[str, DomainRecord] = {
+            row[0]: DomainRecord(
+                row[0], row[1], row[2], row[3], row[4], row[5], DomainLifecycle(row[6])
+            )
+            for row in store.read(
+                lambda c: c.execute(
+                    "SELECT id, source, owner, owner_key, svn, measurement, state FROM domains"
+                ).fetchall()
+            )
+        }
+
+    def __repr__(self) -> str:
+        where = "ephemeral" if self.state_dir is None else str(self.state_dir)
+        return f"<Device {self.ueid.hex()[:12]}... {self.tre_state.value} ({where})>"
+
+    # --- opening --------------------------------------------------------------------------
+
+    @classmethod
+    def open_sync(cls, state_dir: Path) -> Device:
+        state_dir = Path(state_dir)
+        db = state_dir / DB_FILE
+        if not db.exists():
+            raise StorageError(f"{state_dir} is not a provisioned TRE state (no {DB_FILE})")
+        uds_path = state_dir / UDS_FILE
+        if not uds_path.exists():
+            state = _peek_state(db)
+            if state == TREState.TERMINATED.value:
+                raise Terminated(f"the device in {state_dir} has been terminated")
+            raise StorageError(f"{state_dir} has lost its device secret")
+        uds = uds_path.read_bytes()
+        if len(uds) != attestation.UDS_SIZE:
+            raise StorageError(f"{uds_path} is not a device secret")
+        secret = attestation.Secret(uds)
+        counter = MonotonicCounter(state_dir / COUNTER_FILE, _counter_key(secret))
+        store = Store.open(db, counter)
+        try:
+            config = load_config(state_dir / "config.toml")
+            device_cert = attestation.load_cert_pem((state_dir / "device.pem").read_bytes())
+            ca_cert = attestation.load_cert_pem((state_dir / "ca.pem").read_bytes())
+        except OSError as exc:
+            store.close()
+            raise StorageError(
+                f"{state_dir} is incomplete: {exc.strerror}: {exc.filename}"
+            ) from None
+        device = cls(
+            state_dir=state_dir,
+            uds=secret,
+            store=store,
+            config=config,
+            device_cert=device_cert,
+            ca_cert=ca_cert,
+        )
+        if device.tre_state is TREState.TERMINATED:  # pragma: no cover - the secret is gone
+            raise Terminated(f"the device in {state_dir} has been terminated")
+        return device
+
+    @classmethod
+    async def open(cls, state_dir: Path) -> Device:
+        return await trio.to_thread.run_sync(cls.open_sync, Path(state_dir))
+
+    @classmethod
+    def ephemeral(cls, config: TREConfig, specs: list[DomainSpec]) -> Device:
+        """A throw-away device in memory (random secret, its own CA): what an unprovisioned
+        ``open_tre`` runs on, so domains always have a keystore."""
+        now = dt.datetime.now(dt.UTC)
+        uds = attestation.Secret(os.urandom(attestation.UDS_SIZE))
+        ca_key, ca_cert = attestation.make_ca(f"{CA_NAME} (ephemeral)", now)
+        ueid = attestation.random_ueid(os.urandom(32))
+        cert = attestation.issue_device_cert(
+            ca_key, ca_cert, attestation.device_id_key(uds).public_key(), ueid, now
+        )
+        store = Store.create(None, None)
+        stamp = time.time()
+
+        def write(conn: sqlite3.Connection) -> None:
+            meta = {
+                "ueid": ueid,
+                "imei": "",
+                "tre_state": TREState.SECURED.value,
+                "boot_count": 0,
+                "authority": _ca_authority(ca_cert),
+                "provisioned": stamp,
+            }
+            conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", meta.items())
+            for spec in specs:
+                owner_hash = unsigned_owner_hash(spec.manifest.owner)
+                conn.execute(
+                    "INSERT INTO domains VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        spec.id,
+                        f"plugin:{spec.id}",
+                        spec.manifest.owner,
+                        b"",
+                        spec.manifest.svn,
+                        _measurement(spec, owner_hash),
+                        DomainLifecycle.INSTALLED.value,
+                        stamp,
+                    ),
+                )
+
+        store.write(write)
+        return cls(
+            state_dir=None, uds=uds, store=store, config=config, device_cert=cert, ca_cert=ca_cert
+        )
+
+    async def close(self) -> None:
+        await self.store.call(self.store.sync.close)
+
+    # --- events and lifecycle -------------------------------------------------------------------
+
+    def emit(self, event: TREEvent) -> None:
+        """Hand ``event`` to every hook (the row itself is written by the caller's
+        transaction)."""
+        for hook in list(self.hooks):
+            hook(event)
+
+    async def _transition(
+        self, kind: str, subject: str, detail: str, change: Callable[[sqlite3.Connection], None]
+    ) -> None:
+        stamp = time.time()
+
+        def write(conn: sqlite3.Connection) -> None:
+            change(conn)
+            conn.execute(
+                "INSERT INTO events(time, kind, domain, detail) VALUES (?, ?, ?, ?)",
+                (stamp, kind, subject, detail),
+            )
+
+        await self.store.write(write)
+        self.emit(TREEvent(stamp, kind, subject, detail))
+
+    async def boot(self) -> int:
+        """Count a boot. Refuses a terminated device."""
+        if self.tre_state is TREState.TERMINATED:
+            raise Terminated("the device has been terminated")
+
+        def bump(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'boot_count'")
+
+        await self._transition("boot", "tre", f"boot {self.boot_count + 1}", bump)
+        self.boot_count += 1
+        return self.boot_count
+
+    async def set_domain_state(self, domain_id: str, new: DomainLifecycle, reason: str) -> None:
+        record = self.records[domain_id]
+        if record.state is new:
+            return
+        check_move(DOMAIN_LIFECYCLE, f"domain {domain_id!r}", record.state, new)
+
+        def change(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE domains SET state = ? WHERE id = ?", (new.value, domain_id))
+
+        await self._transition(
+            "domain_state", domain_id, f"{record.state.value} -> {new.value}: {reason}", change
+        )
+        self.records[domain_id] = attrs.evolve(record, state=new)
+
+    async def activate(self, domain_ids: list[str]) -> None:
+        """Move freshly installed domains to ACTIVE at their first boot (one transaction)."""
+        fresh = [i for i in domain_ids if self.records[i].state is DomainLifecycle.INSTALLED]
+        if not fresh:
+            return
+        stamp = time.time()
+
+        def change(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE domains SET state = 'active' WHERE id = ?", [(i,) for i in fresh]
+            )
+            conn.executemany(
+                "INSERT INTO events(time, kind, domain, detail) VALUES (?, 'domain_state', ?, ?)",
+                [(stamp, i, "installed -> active: first boot") for i in fresh],
+            )
+
+        await self.store.write(change)
+        for i in fresh:
+            self.records[i] = attrs.evolve(self.records[i], state=DomainLifecycle.ACTIVE)
+            self.emit(TREEvent(stamp, "domain_state", i, "installed -> active: first boot"))
+
+    async def set_tre_state(self, new: TREState, reason: str) -> None:
+        if self.tre_state is new:
+            return
+        check_move(TRE_LIFECYCLE, "the TRE", self.tre_state, new)
+
+        def change(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'tre_state'", (new.value,))
+
+        await self._transition(
+            "tre_state", "tre", f"{self.tre_state.value} -> {new.value}: {reason}", change
+        )
+        self.tre_state = new
+
+    async def reload_lifecycle(self) -> tuple[TREState, dict[str, DomainLifecycle]]:
+        """Read the persistent lifecycle again (another process, e.g. ``tre tamper``,
+        may have changed it)."""
+
+        def read(conn: sqlite3.Connection) -> tuple[str, list[tuple[str, str]]]:
+            (state,) = conn.execute("SELECT value FROM meta WHERE key = 'tre_state'").fetchone()
+            return state, conn.execute("SELECT id, state FROM domains").fetchall()
+
+        state, rows = await self.store.read(read)
+        return TREState(state), {i: DomainLifecycle(s) for i, s in rows}
+
+    # --- keys -------------------------------------------------------------------------------------
+
+    def domain_keys(self, spec: DomainSpec) -> DomainKeys:
+        """Derive a domain's keys from its *current* code (a changed domain gets a different
+        measurement, so MEASUREMENT-sealed data of the old code stays closed)."""
+        record = self.records.get(spec.id)
+        owner_hash = record.owner_hash if record else unsigned_owner_hash(spec.manifest.owner)
+        return DomainKeys(
+            spec.id,
+            self.cdis,
+            lambda: _measurement(spec, owner_hash),
+            owner_hash,
+            spec.manifest.svn,
+            self.store,
+            max_keys=spec.manifest.quotas.max_keys,
+            max_bytes=spec.manifest.quotas.max_key_bytes,
+        )
+
+
+def _peek_state(db: Path) -> str | None:
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'tre_state'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return None
+    return None if row is None else str(row[0])
+
+
+def read_status(state_dir: Path) -> dict[str, Any]:
+    """What ``tre status`` shows, read without booting (and without the device secret,
+    so a terminated device can still be inspected)."""
+    db = Path(state_dir) / DB_FILE
+    if not db.exists():
+        raise StorageError(f"{state_dir} is not a provisioned TRE state (no {DB_FILE})")
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            domains = conn.execute(
+                "SELECT id, owner, owner_key, svn, measurement, state, source "
+                "FROM domains ORDER BY id"
+            ).fetchall()
+            keys = dict(
+                conn.execute("SELECT domain, count(*) FROM keys GROUP BY domain").fetchall()
+            )
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"{db} cannot be read as a TRE database: {exc}") from None
+    ueid = meta.get("ueid", b"")
+    return {
+        "state_dir": str(state_dir),
+        "ueid": ueid.hex() if isinstance(ueid, bytes) else str(ueid),
+        "imei": meta.get("imei") or None,
+        "lifecycle": meta.get("tre_state"),
+        "boot_count": meta.get("boot_count"),
+        "device_secret_present": (Path(state_dir) / UDS_FILE).exists(),
+        "domains": [
+            {
+                "id": d[0],
+                "owner": d[1],
+                "owner_key": d[2].hex() if d[2] else None,
+                "svn": d[3],
+                "measurement": d[4].hex(),
+                "state": d[5],
+                "source": d[6],
+                "keys": keys.get(d[0], 0),
+            }
+            for d in domains
+        ],
+    }
+
+
+def erase_secret(state_dir: Path) -> None:
+    """Overwrite the device secret with zeros, fsync, and remove it."""
+    path = Path(state_dir) / UDS_FILE
+    if path.exists():
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, bytes(attestation.UDS_SIZE), 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        path.unlink()
+
+
+async def tamper(
+    device: Device, domain_id: str | None, reason: str = "tamper detected"
+) -> list[str]:
+    """Tamper response (R6): lock one domain, or (``domain_id=None``) the whole TRE and
+    every domain in it. Returns the domains now locked. Locking is final."""
+    if domain_id is not None:
+        if domain_id not in device.records:
+            raise ProvisioningError(f"no domain {domain_id!r} is installed")
+        device.emit(TREEvent(time.time(), "tamper", domain_id, reason))
+        await device.set_domain_state(domain_id, DomainLifecycle.LOCKED, reason)
+        return [domain_id]
+    device.emit(TREEvent(time.time(), "tamper", "tre", reason))
+    if device.tre_state is TREState.SECURED:
+        await device.set_tre_state(TREState.LOCKED, reason)
+    for record in list(device.records.values()):
+        await device.set_domain_state(record.id, DomainLifecycle.LOCKED, reason)
+    return sorted(device.records)
+
+
+async def terminate(device: Device) -> None:
+    """End of life, irreversibly: the TRE moves to TERMINATED, every stored key row is
+    deleted (secure_delete overwrites them) and the device secret is overwritten and
+    removed, so nothing can be derived or booted again."""
+
+    def wipe(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM keys")
+
+    await device.set_tre_state(TREState.TERMINATED, "terminated by the operator")
+    await device.store.write(wipe)
+    if device.state_dir is not None:
+        await trio.to_thread.run_sync(erase_secret, device.state_dir)
+    device.emit(TREEvent(time.time(), "terminated", "tre", "device secret erased"))

@@ -1,0 +1,513 @@
+"""Per-domain keystores: handles, never key bytes.
+
+A domain reaches its keys only through ``ctx.keystore``, a :class:`Keystore` bound by the
+kernel to that domain: no call takes a domain id, so there is no way to name another
+domain's keys. Private and secret key material is unsealed once, when the domain boots,
+and held kernel-side behind labels; crypto operations (sign, MAC, encrypt, seal) are
+synchronous CPU work on those held keys, and only changes (generate, derive, delete) touch
+the database, from a worker thread.
+
+Each stored secret is AEAD-sealed (AES-256-GCM) with (domain, label, version, kind,
+policy, svn) as associated data, under a key derived from the domain's sealing CDI:
+
+- ``OWNER`` (the default for stored keys): the key for the svn the row was written at;
+  survives the owner's updates (same owner, svn >= the row's svn), refuses a downgrade;
+- ``MEASUREMENT``: bound to the exact domain measurement (code, manifest, owner, svn).
+
+:meth:`Keystore.seal` / :meth:`Keystore.unseal` apply the same two policies to data the
+domain keeps itself (SGX's MRENCLAVE / MRSIGNER+ISVSVN).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import msgpack
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, hmac
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+import attestation
+import ipc
+from ipc import TREError
+
+from ._store import AsyncStore
+
+__all__ = [
+    "DomainKeys",
+    "KeyExists",
+    "KeyInfo",
+    "KeyKind",
+    "KeyQuotaExceeded",
+    "KeyUnavailable",
+    "Keystore",
+    "KeystoreError",
+    "KeystoreLocked",
+    "NoSuchKey",
+    "SealPolicy",
+    "UnsealError",
+    "WrongKeyKind",
+    "load_keys",
+    "verify_ed25519",
+]
+
+LABEL_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+NONCE = 12
+_RAW = (Encoding.Raw, PublicFormat.Raw)
+
+
+class KeyKind(enum.Enum):
+    ED25519 = "ed25519"  # sign / verify
+    X25519 = "x25519"  # key agreement (derive)
+    AEAD = "aead"  # AES-256-GCM encrypt / decrypt
+    HMAC = "hmac"  # HMAC-SHA256 mac / verify_mac
+
+
+class SealPolicy(enum.Enum):
+    MEASUREMENT = "measurement"
+    OWNER = "owner"
+
+
+class KeystoreError(TREError):
+    """Base of keystore errors."""
+
+    code = "KEYSTORE"
+
+
+class NoSuchKey(KeystoreError):
+    code = "NO_SUCH_KEY"
+
+
+class KeyExists(KeystoreError):
+    code = "KEY_EXISTS"
+
+
+class WrongKeyKind(KeystoreError):
+    """The key exists but is not of the kind the operation needs."""
+
+    code = "WRONG_KEY_KIND"
+
+
+class KeyQuotaExceeded(KeystoreError):
+    code = "KEY_QUOTA"
+
+
+class KeyUnavailable(KeystoreError):
+    """A stored key cannot be opened: its row was altered, or it is sealed to a measurement
+    or svn this domain no longer has. Other keys are not affected."""
+
+    code = "KEY_UNAVAILABLE"
+
+
+class UnsealError(KeystoreError):
+    """Sealed data cannot be opened by this domain. One error for every reason (altered,
+    another domain's, another measurement, a higher svn), as Fernet does."""
+
+    code = "UNSEAL"
+
+
+class KeystoreLocked(KeystoreError):
+    """The domain (or the whole TRE) is locked: its keys cannot be used."""
+
+    code = "LOCKED"
+
+
+@attrs.frozen
+class KeyInfo:
+    """What a domain may know about one of its keys (never the secret)."""
+
+    label: str
+    kind: KeyKind
+    version: int
+    policy: SealPolicy
+    public: bytes  # raw public key for ed25519/x25519, b"" for symmetric keys
+    created: float
+    available: bool = True
+
+
+@attrs.define(eq=False, repr=False)
+class _Entry:
+    info: KeyInfo
+    material: Any  # the cryptography key object, or None when unavailable
+
+
+def _aad(*parts: object) -> bytes:
+    return msgpack.packb(list(parts), use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _material(kind: KeyKind, secret: bytes) -> Any:
+    if kind is KeyKind.ED25519:
+        return Ed25519PrivateKey.from_private_bytes(secret)
+    if kind is KeyKind.X25519:
+        return X25519PrivateKey.from_private_bytes(secret)
+    if kind is KeyKind.AEAD:
+        return AESGCM(secret)
+    return secret  # HMAC key bytes, held kernel-side
+
+
+def _public(kind: KeyKind, material: Any) -> bytes:
+    if kind in (KeyKind.ED25519, KeyKind.X25519):
+        return material.public_key().public_bytes(*_RAW)  # type: ignore[no-any-return]
+    return b""
+
+
+class DomainKeys:
+    """Kernel-side key material of one domain: its storage and sealing keys and the cache
+    of unsealed keys. Never handed to the domain (it gets a :class:`Keystore`)."""
+
+    def __init__(
+        self,
+        domain_id: str,
+        tre: attestation.TreCdis,
+        measure: Callable[[], bytes],
+        owner_hash: bytes,
+        svn: int,
+        store: AsyncStore,
+        *,
+        max_keys: int,
+        max_bytes: int,
+    ) -> None:
+        self.domain_id = domain_id
+        self.svn = svn
+        self.max_keys = max_keys
+        self.max_bytes = max_bytes
+        self.store = store
+        self.locked = False
+        self._tre = tre
+        self._owner_hash = owner_hash
+        # The measurement (hashing the domain's code) and the CDIs are made on first use:
+        # a domain that never touches its keystore costs nothing at boot.
+        self._measure = measure
+        self._measurement: bytes | None = None
+        self._measurement_cdi: attestation.Secret | None = None
+        self._aeads: dict[tuple[str, SealPolicy, int], AESGCM] = {}
+        self.entries: dict[str, _Entry] = {}
+
+    @property
+    def measurement(self) -> bytes:
+        if self._measurement is None:
+            self._measurement = self._measure()
+        return self._measurement
+
+    def __repr__(self) -> str:
+        return f"<DomainKeys {self.domain_id} ({len(self.entries)} keys)>"
+
+    def aead(self, purpose: str, policy: SealPolicy, svn: int) -> AESGCM:
+        """The AES-GCM key of ``policy`` for ``purpose`` (rows or seal), at ``svn``."""
+        key = (purpose, policy, svn)
+        cached = self._aeads.get(key)
+        if cached is None:
+            if policy is SealPolicy.MEASUREMENT:
+                if self._measurement_cdi is None:
+                    cdis = attestation.domain_cdis(self._tre, self.domain_id, self.measurement)
+                    self._measurement_cdi = cdis.seal_measurement
+                cdi = self._measurement_cdi
+            else:
+                cdi = attestation.owner_seal_key(self._tre, self.domain_id, self._owner_hash, svn)
+            cached = AESGCM(attestation.derive_key(cdi, purpose).reveal())
+            self._aeads[key] = cached
+        return cached
+
+    def _row_aad(self, label: str, version: int, kind: str, policy: str, svn: int) -> bytes:
+        return _aad("tre/v1/key-row", self.domain_id, label, version, kind, policy, svn)
+
+    def open_row(self, row: tuple[Any, ...]) -> _Entry:
+        label, version, kind_s, policy_s, svn, nonce, sealed, public, created = row
+        kind, policy = KeyKind(kind_s), SealPolicy(policy_s)
+        info = KeyInfo(label, kind, version, policy, public, created)
+        if policy is SealPolicy.OWNER and svn > self.svn:
+            return _Entry(attrs.evolve(info, available=False), None)
+        try:
+            secret = self.aead("keystore-row", policy, svn).decrypt(
+                nonce, sealed, self._row_aad(label, version, kind_s, policy_s, svn)
+            )
+            material = _material(kind, secret)
+        except (InvalidTag, ValueError):
+            return _Entry(attrs.evolve(info, available=False), None)
+        return _Entry(info, material)
+
+    def seal_row(
+        self, label: str, version: int, kind: KeyKind, policy: SealPolicy, secret: bytes
+    ) -> tuple[bytes, bytes]:
+        nonce = os.urandom(NONCE)
+        aad = self._row_aad(label, version, kind.value, policy.value, self.svn)
+        return nonce, self.aead("keystore-row", policy, self.svn).encrypt(nonce, secret, aad)
+
+    def load(self, rows: list[tuple[Any, ...]]) -> None:
+        """Unseal every stored key of the domain once (at boot); see :func:`load_keys`."""
+        self.entries = {row[0]: self.open_row(row) for row in rows}
+
+    def lock(self) -> None:
+        """Tamper response: forget every unsealed key; every later use raises."""
+        self.locked = True
+        self.entries.clear()
+        self._aeads.clear()
+
+
+async def load_keys(store: AsyncStore, domains: list[DomainKeys]) -> None:
+    """Load the stored keys of every domain in one read (boot stays one query however
+    many domains there are)."""
+    by_id = {keys.domain_id: keys for keys in domains}
+
+    def fetch(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+        return conn.execute(
+            "SELECT domain, label, version, kind, policy, svn, nonce, sealed, public, created "
+            "FROM keys ORDER BY domain, label"
+        ).fetchall()
+
+    grouped: dict[str, list[tuple[Any, ...]]] = {}
+    for row in await store.read(fetch):
+        grouped.setdefault(row[0], []).append(row[1:])
+    for domain_id, rows in grouped.items():
+        if domain_id in by_id:
+            by_id[domain_id].load(rows)
+
+
+class Keystore:
+    """A domain's keystore handle (``ctx.keystore``). See the module docstring."""
+
+    __slots__ = ("__keys",)
+
+    def __init__(self, keys: DomainKeys) -> None:
+        self.__keys = keys
+
+    def __repr__(self) -> str:
+        return f"<Keystore of {self.__keys.domain_id!r}>"
+
+    # --- lookups -------------------------------------------------------------------------
+
+    def _usable(self) -> DomainKeys:
+        keys = self.__keys
+        if keys.locked:
+            raise KeystoreLocked(f"the keystore of {keys.domain_id!r} is locked")
+        return keys
+
+    def _entry(self, label: str, kind: KeyKind | None = None) -> _Entry:
+        entry = self._usable().entries.get(label)
+        if entry is None:
+            raise NoSuchKey(f"no key {label!r}")
+        if entry.material is None:
+            raise KeyUnavailable(f"key {label!r} cannot be opened by this domain")
+        if kind is not None and entry.info.kind is not kind:
+            raise WrongKeyKind(f"key {label!r} is {entry.info.kind.value}, not {kind.value}")
+        return entry
+
+    def list(self) -> list[KeyInfo]:
+        """Every key of this domain, available or not, by label."""
+        return [e.info for e in self._usable().entries.values()]
+
+    def info(self, label: str) -> KeyInfo:
+        entry = self._usable().entries.get(label)
+        if entry is None:
+            raise NoSuchKey(f"no key {label!r}")
+        return entry.info
+
+    def public_key(self, label: str) -> bytes:
+        """The raw public key of an ed25519 or x25519 key."""
+        info = self._entry(label).info
+        if not info.public:
+            raise WrongKeyKind(f"key {label!r} is symmetric and has no public key")
+        return info.public
+
+    # --- operations on held keys -------------------------------------------------------------
+
+    def sign(self, label: str, data: bytes) -> bytes:
+        return self._entry(label, KeyKind.ED25519).material.sign(data)  # type: ignore[no-any-return]
+
+    def verify(self, label: str, data: bytes, signature: bytes) -> bool:
+        key: Ed25519PrivateKey = self._entry(label, KeyKind.ED25519).material
+        return verify_ed25519(key.public_key().public_bytes(*_RAW), data, signature)
+
+    def mac(self, label: str, data: bytes) -> bytes:
+        h = hmac.HMAC(self._entry(label, KeyKind.HMAC).material, hashes.SHA256())
+        h.update(data)
+        return h.finalize()
+
+    def verify_mac(self, label: str, data: bytes, tag: bytes) -> bool:
+        h = hmac.HMAC(self._entry(label, KeyKind.HMAC).material, hashes.SHA256())
+        h.update(data)
+        try:
+            h.verify(tag)  # constant-time comparison inside cryptography
+        except InvalidSignature:
+            return False
+        return True
+
+    def encrypt(self, label: str, plaintext: bytes, aad: bytes = b"") -> bytes:
+        """AES-256-GCM with a fresh random nonce; returns ``nonce || ciphertext``."""
+        nonce = os.urandom(NONCE)
+        aead: AESGCM = self._entry(label, KeyKind.AEAD).material
+        return nonce + aead.encrypt(nonce, plaintext, aad)
+
+    def decrypt(self, label: str, blob: bytes, aad: bytes = b"") -> bytes:
+        aead: AESGCM = self._entry(label, KeyKind.AEAD).material
+        try:
+            return aead.decrypt(blob[:NONCE], blob[NONCE:], aad)
+        except (InvalidTag, ValueError):
+            raise UnsealError("the ciphertext cannot be decrypted with this key") from None
+
+    def seal(
+        self, data: bytes, policy: SealPolicy = SealPolicy.MEASUREMENT, aad: bytes = b""
+    ) -> bytes:
+        """Encrypt ``data`` so that only this domain can unseal it: with ``MEASUREMENT``
+        only the identical domain; with ``OWNER`` the same owner's domain at an svn at least
+        this one. The result is opaque bytes the domain may keep anywhere."""
+        keys = self._usable()
+        nonce = os.urandom(NONCE)
+        svn = keys.svn
+        ct = keys.aead("seal", policy, svn).encrypt(
+            nonce, data, _aad("tre/v1/seal", keys.domain_id, policy.value, svn, aad)
+        )
+        return _aad(1, policy.value, svn, nonce, ct)
+
+    def unseal(self, blob: bytes, aad: bytes = b"") -> bytes:
+        keys = self._usable()
+        try:
+            version, policy_s, svn, nonce, ct = ipc.decode_value(blob)
+            policy = SealPolicy(policy_s)
+            if version != 1 or type(svn) is not int or not 0 <= svn <= keys.svn:
+                raise ValueError("not for this domain")
+            return keys.aead("seal", policy, svn).decrypt(
+                nonce, ct, _aad("tre/v1/seal", keys.domain_id, policy_s, svn, aad)
+            )
+        except KeystoreLocked:
+            raise
+        except Exception:
+            raise UnsealError("the sealed data cannot be opened by this domain") from None
+
+    # --- changes (durable) ----------------------------------------------------------------------
+
+    async def generate(
+        self, label: str, kind: KeyKind | str, *, policy: SealPolicy | str = SealPolicy.OWNER
+    ) -> KeyInfo:
+        """Create a key of ``kind`` under ``label``; durable when this returns."""
+        kind, policy = KeyKind(kind), SealPolicy(policy)
+        secret = {
+            KeyKind.ED25519: lambda: Ed25519PrivateKey.generate().private_bytes_raw(),
+            KeyKind.X25519: lambda: X25519PrivateKey.generate().private_bytes_raw(),
+        }.get(kind, lambda: os.urandom(32))()
+        return await self._store(label, kind, policy, secret)
+
+    async def derive(
+        self,
+        label: str,
+        source: str,
+        *,
+        kind: KeyKind | str = KeyKind.AEAD,
+        peer_public: bytes | None = None,
+        context: bytes = b"",
+        policy: SealPolicy | str = SealPolicy.OWNER,
+    ) -> KeyInfo:
+        """Create a symmetric key (``aead`` or ``hmac``) under ``label`` by HKDF-SHA256 from
+        the key ``source``: an x25519 key with ``peer_public`` (key agreement), or an aead
+        or hmac key (key derivation). ``context`` is HKDF's info. Nothing is returned but
+        the new key's info."""
+        kind, policy = KeyKind(kind), SealPolicy(policy)
+        if kind not in (KeyKind.AEAD, KeyKind.HMAC):
+            raise WrongKeyKind("derived keys are aead or hmac")
+        entry = self._entry(source)
+        src_kind = entry.info.kind
+        if src_kind is KeyKind.X25519:
+            if peer_public is None or len(peer_public) != 32:
+                raise WrongKeyKind("an x25519 source needs a 32-byte peer_public")
+            try:
+                ikm = entry.material.exchange(X25519PublicKey.from_public_bytes(peer_public))
+            except ValueError:
+                raise WrongKeyKind("the peer public key is not usable") from None
+        elif src_kind is KeyKind.HMAC:
+            ikm = entry.material
+        elif src_kind is KeyKind.AEAD:
+            raise WrongKeyKind("derive from an aead key is not supported; use an hmac key")
+        else:
+            raise WrongKeyKind(f"cannot derive from a {src_kind.value} key")
+        info = b"tre/v1/derive/" + kind.value.encode() + b"/" + context
+        secret = HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(ikm)
+        return await self._store(label, kind, policy, secret)
+
+    async def _store(self, label: str, kind: KeyKind, policy: SealPolicy, secret: bytes) -> KeyInfo:
+        keys = self._usable()
+        if not isinstance(label, str) or not LABEL_RE.fullmatch(label):
+            raise KeystoreError(f"a key label must match {LABEL_RE.pattern}")
+        material = _material(kind, secret)
+        public = _public(kind, material)
+        domain_id, svn = keys.domain_id, keys.svn
+        created = time.time()
+
+        def insert(conn: sqlite3.Connection) -> int:
+            if conn.execute(
+                "SELECT 1 FROM keys WHERE domain = ? AND label = ?", (domain_id, label)
+            ).fetchone():
+                raise KeyExists(f"key {label!r} already exists")
+            count, size = conn.execute(
+                "SELECT count(*), coalesce(sum(length(sealed) + length(public)), 0) "
+                "FROM keys WHERE domain = ?",
+                (domain_id,),
+            ).fetchone()
+            if count + 1 > keys.max_keys:
+                raise KeyQuotaExceeded(f"{domain_id!r} may hold at most {keys.max_keys} keys")
+            row = conn.execute(
+                "SELECT version FROM key_versions WHERE domain = ? AND label = ?",
+                (domain_id, label),
+            ).fetchone()
+            version = 1 if row is None else row[0] + 1
+            nonce, sealed = keys.seal_row(label, version, kind, policy, secret)
+            if size + len(sealed) + len(public) > keys.max_bytes:
+                raise KeyQuotaExceeded(f"{domain_id!r} may hold at most {keys.max_bytes} key bytes")
+            conn.execute(
+                "INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    domain_id,
+                    label,
+                    version,
+                    kind.value,
+                    policy.value,
+                    svn,
+                    nonce,
+                    sealed,
+                    public,
+                    created,
+                ),
+            )
+            conn.execute(
+                "INSERT INTO key_versions VALUES (?, ?, ?) ON CONFLICT(domain, label) "
+                "DO UPDATE SET version = excluded.version",
+                (domain_id, label, version),
+            )
+            return int(version)
+
+        version = await keys.store.write(insert)
+        info = KeyInfo(label, kind, version, policy, public, created)
+        keys.entries[label] = _Entry(info, material)
+        return info
+
+    async def delete(self, label: str) -> None:
+        """Delete a key for good (the row is overwritten: SQLite secure_delete)."""
+        keys = self._usable()
+        if label not in keys.entries:
+            raise NoSuchKey(f"no key {label!r}")
+        domain_id = keys.domain_id
+
+        def remove(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM keys WHERE domain = ? AND label = ?", (domain_id, label))
+
+        await keys.store.write(remove)
+        keys.entries.pop(label, None)
+
+
+def verify_ed25519(public: bytes, data: bytes, signature: bytes) -> bool:
+    """Check an Ed25519 signature against a raw public key (e.g. a peer's ``public``)."""
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, data)
+    except (InvalidSignature, ValueError):
+        return False
+    return True

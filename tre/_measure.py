@@ -1,0 +1,90 @@
+"""Measuring code: which files make up the TRE and each domain, and their hashes.
+
+The hashing itself is pure (:func:`attestation.hash_files`); this module only decides which
+files count and reads them. A domain's code is every file of its folder (the package of an
+entry-point plugin, or the folder of a folder plugin), caches excluded; a domain built in
+code by a test has no folder, so its class's source file stands in. The TRE's own code is
+every file of the ``tre``, ``ipc`` and ``attestation`` packages as installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import msgpack
+
+import attestation
+import ipc
+
+from ._loader import DomainSpec
+
+__all__ = [
+    "code_files",
+    "domain_code_hash",
+    "manifest_hash",
+    "tre_code_hash",
+    "unsigned_owner_hash",
+]
+
+_SKIP_DIRS = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
+_SKIP_SUFFIXES = frozenset({".pyc", ".pyo"})
+
+
+def code_files(root: Path) -> Iterator[tuple[str, Path]]:
+    """(relative posix path, path) of every file under ``root`` that counts as code."""
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if any(part in _SKIP_DIRS for part in rel.parts) or path.suffix in _SKIP_SUFFIXES:
+            continue
+        if path.is_file():
+            yield rel.as_posix(), path
+
+
+def _hash_tree(root: Path) -> bytes:
+    return attestation.hash_files((rel, path.read_bytes()) for rel, path in code_files(root))
+
+
+def domain_code_hash(spec: DomainSpec) -> bytes:
+    folder = spec.manifest.directory
+    if folder is not None:
+        return _hash_tree(folder)
+    source = inspect.getsourcefile(spec.cls)
+    if source is None:  # pragma: no cover - classes always come from a file here
+        return attestation.hash_files([])
+    return attestation.hash_files([(Path(source).name, Path(source).read_bytes())])
+
+
+def manifest_hash(spec: DomainSpec) -> bytes:
+    """SHA-256 of the ``domain.toml`` bytes, or of a canonical encoding of a manifest that
+    was built in code."""
+    m = spec.manifest
+    if m.directory is not None:
+        return hashlib.sha256(Path(m.path).read_bytes()).digest()
+
+    def canon(value: object) -> object:
+        if isinstance(value, frozenset):
+            return sorted(value)
+        if isinstance(value, dict):
+            return {k: canon(v) for k, v in sorted(value.items())}
+        return value
+
+    fields = {k: canon(v) for k, v in attrs.asdict(m, recurse=True).items() if k != "path"}
+    return hashlib.sha256(msgpack.packb(fields, use_bin_type=True)).digest()
+
+
+def unsigned_owner_hash(owner: str) -> bytes:
+    """The owner hash of a domain installed without an owner key (a label, not a key)."""
+    return hashlib.sha256(b"tre/v1/unsigned-owner/" + owner.encode()).digest()
+
+
+def tre_code_hash() -> bytes:
+    """The measurement of the TRE's own code: every file of tre, ipc and attestation."""
+    files: list[tuple[str, bytes]] = []
+    for package in (ipc, attestation, Path(__file__).parent):
+        root = package if isinstance(package, Path) else Path(package.__file__ or "").parent
+        files += [(f"{root.name}/{rel}", path.read_bytes()) for rel, path in code_files(root)]
+    return attestation.hash_files(files)

@@ -1,0 +1,220 @@
+"""The TRE's persistent state: one SQLite database, one writer, reached from trio.
+
+SQLite from the standard library in WAL mode with ``synchronous=FULL``: a transaction that
+returned is on disk, and a crash (even ``kill -9`` in the middle of a write) leaves either
+the old state or the new one. Every write transaction also bumps a generation number kept
+both in the database and in the replay-protected counter (:mod:`._counter`), so an older
+copy of the database put back is refused at open (:class:`RollbackDetected`).
+
+All access goes through one connection and one worker thread at a time
+(:class:`AsyncStore`, a ``trio.to_thread`` call under a limiter of one), so the event loop
+never blocks on disk and there is exactly one writer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+from ._counter import MonotonicCounter
+from ._errors import RollbackDetected, StorageError
+
+__all__ = ["SCHEMA_VERSION", "AsyncStore", "Store"]
+
+T = TypeVar("T")
+
+#: "TRE1": marks a database as ours (PRAGMA application_id), so a foreign file is refused.
+APPLICATION_ID = 0x54524531
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value ANY
+) STRICT;
+CREATE TABLE IF NOT EXISTS domains (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,          -- "plugin:NAME" or "path:/abs/folder"
+    owner TEXT NOT NULL,
+    owner_key BLOB NOT NULL,       -- raw Ed25519 public key, or empty when unsigned
+    svn INTEGER NOT NULL,
+    measurement BLOB NOT NULL,     -- at install
+    state TEXT NOT NULL,
+    installed REAL NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS keys (
+    domain TEXT NOT NULL,
+    label TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    svn INTEGER NOT NULL,
+    nonce BLOB NOT NULL,
+    sealed BLOB NOT NULL,          -- AEAD(secret); AAD: domain, label, version, kind, policy, svn
+    public BLOB NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (domain, label)
+) STRICT;
+CREATE TABLE IF NOT EXISTS key_versions (
+    domain TEXT NOT NULL,          -- the last version each label had: a re-created key never
+    label TEXT NOT NULL,           -- reuses the associated data of a deleted one
+    version INTEGER NOT NULL,
+    PRIMARY KEY (domain, label)
+) STRICT;
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    kind TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    detail TEXT NOT NULL
+) STRICT;
+"""
+
+
+def _connect(path: Path | None) -> sqlite3.Connection:
+    target = ":memory:" if path is None else str(path)
+    conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA secure_delete=ON")  # deleted keys are overwritten, not just unlinked
+    return conn
+
+
+class Store:
+    """Synchronous access; use it from one thread at a time (see :class:`AsyncStore`)."""
+
+    def __init__(self, conn: sqlite3.Connection, counter: MonotonicCounter | None) -> None:
+        self._conn = conn
+        self._counter = counter
+
+    def __repr__(self) -> str:
+        return f"Store(counter={self._counter!r})"
+
+    # --- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: Path | None, counter: MonotonicCounter | None) -> Store:
+        """A new database (refuses an existing file). The counter must already exist at 0."""
+        if path is not None and path.exists():
+            raise StorageError(f"{path} already exists")
+        conn = _connect(path)
+        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        conn.executescript(_SCHEMA)
+        store = cls(conn, counter)
+        store.write(
+            lambda c: c.execute(
+                "INSERT INTO meta(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
+            )
+        )
+        return store
+
+    @classmethod
+    def open(cls, path: Path, counter: MonotonicCounter | None) -> Store:
+        """Open an existing database, refusing a foreign, corrupt or rolled-back one."""
+        if not path.is_file():
+            raise StorageError(f"{path} does not exist")
+        try:
+            conn = _connect(path)
+            (app_id,) = conn.execute("PRAGMA application_id").fetchone()
+            if app_id != APPLICATION_ID:
+                conn.close()
+                raise StorageError(f"{path} is not a TRE database")
+            (check,) = conn.execute("PRAGMA quick_check").fetchone()
+            if check != "ok":
+                conn.close()
+                raise StorageError(f"{path} is corrupt ({check})")
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"{path} cannot be opened as a TRE database: {exc}") from None
+        if row is None or row[0] != SCHEMA_VERSION:
+            conn.close()
+            raise StorageError(f"{path} has an unknown schema version")
+        store = cls(conn, counter)
+        store._check_rollback()
+        return store
+
+    def _check_rollback(self) -> None:
+        if self._counter is None:
+            return
+        generation = self.generation()
+        counter = self._counter.read()
+        if generation < counter:
+            raise RollbackDetected(
+                f"the database is at generation {generation} but the replay-protected "
+                f"counter is at {counter}: an older copy of the database was put back"
+            )
+        if generation > counter:  # a crash between a commit and the counter write
+            self._counter.advance(generation)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # --- access ----------------------------------------------------------------------------
+
+    def generation(self) -> int:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return fn(self._conn)
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"reading the TRE database failed: {exc}") from None
+
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one transaction that also bumps the generation; durable on return."""
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('generation', 1) "
+                    "ON CONFLICT(key) DO UPDATE SET value = value + 1"
+                )
+                (generation,) = conn.execute(
+                    "SELECT value FROM meta WHERE key = 'generation'"
+                ).fetchone()
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"writing the TRE database failed: {exc}") from None
+        if self._counter is not None:
+            self._counter.advance(int(generation))
+        return result
+
+
+class AsyncStore:
+    """:class:`Store` from trio: each operation runs in a worker thread, one at a time.
+
+    A database in memory (an ephemeral device) never waits for a disk, so its operations
+    run inline after a checkpoint instead: no thread hop, and trio's MockClock (which
+    would jump ahead while a thread works) stays exact in tests.
+    """
+
+    def __init__(self, store: Store, *, inline: bool = False) -> None:
+        self.sync = store
+        self._limiter = trio.CapacityLimiter(1)
+        self._inline = inline
+
+    def __repr__(self) -> str:
+        return f"AsyncStore({self.sync!r})"
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._inline:
+            await trio.lowlevel.checkpoint()
+            return fn(*args)
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self.call(self.sync.read, fn)
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self.call(self.sync.write, fn)
