@@ -447,6 +447,21 @@ class Device:
 
     # --- keys -------------------------------------------------------------------------------------
 
+    def alias_certificate(self, keys: DomainKeys) -> x509.Certificate:
+        """The domain's alias certificate, issued by the DeviceID key (DICE layering): it
+        names the domain and carries its measurement, owner hash and svn (TCG TcbInfo)."""
+        alias, measurement, owner_hash = keys.identity()
+        return attestation.issue_alias_cert(
+            self._device_key,
+            self.device_cert,
+            alias.public_key(),
+            keys.domain_id,
+            measurement,
+            owner_hash,
+            keys.svn,
+            dt.datetime.now(dt.UTC),
+        )
+
     def domain_keys(self, spec: DomainSpec) -> DomainKeys:
         """Derive a domain's keys from its *current* code (a changed domain gets a different
         measurement, so MEASUREMENT-sealed data of the old code stays closed)."""

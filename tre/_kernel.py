@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -22,7 +23,7 @@ import ipc
 from ._bucket import TokenBucket
 from ._config import TREConfig
 from ._deadlines import DeadlineQueue
-from ._device import Device
+from ._device import Device, TREEvent
 from ._errors import Aborted, Busy, CallTimeout, Denied, Locked, TooLarge, error_for_code
 from ._lifecycle import ACCEPTING, DomainState, check_transition
 from ._loader import DomainSpec
@@ -89,7 +90,9 @@ class Kernel:
         return [self.domains[s.id] for s in self.specs]
 
     def record(self, kind: str, domain: str, detail: str = "") -> None:
+        """Keep a kernel event in memory and hand it to the device's event hooks."""
         self.events.append(KernelEvent(trio.current_time(), kind, domain, detail))
+        self.device.emit(TREEvent(time.time(), kind, domain, detail))
 
     def set_state(self, rt: DomainRuntime, new: DomainState) -> None:
         check_transition(rt.id, rt.state, new)

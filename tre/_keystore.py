@@ -219,6 +219,11 @@ class DomainKeys:
             self._aeads[key] = cached
         return cached
 
+    def identity(self) -> tuple[Ed25519PrivateKey, bytes, bytes]:
+        """The domain's DICE alias key (kernel-side) with its measurement and owner hash."""
+        cdis = attestation.domain_cdis(self._tre, self.domain_id, self.measurement)
+        return attestation.alias_key(cdis), self.measurement, self._owner_hash
+
     def _row_aad(self, label: str, version: int, kind: str, policy: str, svn: int) -> bytes:
         return _aad("tre/v1/key-row", self.domain_id, label, version, kind, policy, svn)
 

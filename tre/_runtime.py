@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 import trio
+from cryptography import x509
 
 from ._config import TREConfig, default_config, load_config
 from ._device import Device, EventHook, tamper
@@ -88,6 +89,17 @@ class TRE:
         keys = self._kernel.domains[domain_id].keys
         assert keys is not None
         return keys.measurement
+
+    def alias_certificate(self, domain_id: str) -> x509.Certificate:
+        """``domain_id``'s alias certificate, chaining to the DeviceID certificate
+        (:attr:`device_certificate`) and from there to the manufacturer CA."""
+        keys = self._kernel.domains[domain_id].keys
+        assert keys is not None
+        return self._kernel.device.alias_certificate(keys)
+
+    @property
+    def device_certificate(self) -> x509.Certificate:
+        return self._kernel.device.device_cert
 
     async def tamper(self, domain: str | None = None, reason: str = "tamper detected") -> list[str]:
         """Tamper response from inside the device (a tamper sensor): lock ``domain``, or
