@@ -12,14 +12,23 @@ from ``cryptography`` (fresh CA keys, certificate serial numbers) or from the ca
   checks (3GPP TS 23.003) and URNs (RFC 9039 ``urn:dev:ueid``, RFC 7254 ``urn:gsma:imei``).
 - Certificates (:mod:`attestation._certs`): manufacturer CA -> DeviceID -> alias, Ed25519,
   with the TCG DiceTcbInfo extension (:mod:`attestation._der`), and chain verification.
+- Evidence (:mod:`attestation._cose`, :mod:`attestation._eat`): Entity Attestation Tokens
+  (RFC 9711) as CWTs signed with COSE_Sign1 (RFC 9052, EdDSA), the DeviceID's outer token
+  carrying one nested token per domain; private claim keys are listed in ``_eat``.
+- Appraisal (:mod:`attestation._verify`, :mod:`attestation._reference`):
+  :func:`verify_evidence` checks evidence in a fixed order against the manufacturer CA, a
+  nonce and optional reference values, and returns an AR4SI-style :class:`Appraisal`.
 
 Every secret (UDS, CDI, derived key) is a :class:`Secret`, whose ``repr``/``str`` show only
 its length. Errors are :class:`AttestationError` (``code = "ATTESTATION"``) and its
-subclass :class:`InvalidIdentity` (``"INVALID_IDENTITY"``) for malformed inputs.
+subclasses :class:`InvalidIdentity` (``"INVALID_IDENTITY"``) for malformed inputs,
+:class:`EvidenceError` (``"EVIDENCE"``) for evidence that does not parse or verify (the
+verifier turns these into problem codes, it does not raise) and :class:`InvalidReference`
+(``"INVALID_REFERENCE"``) for a malformed reference-values document.
 
-The certificate functions are loaded on first use (PEP 562 ``__getattr__``):
-``cryptography.x509`` imports :mod:`email.utils`, which imports the stdlib ``socket``
-module, and ``import attestation`` must not load I/O modules.
+The certificate, COSE, EAT and verifier names are loaded on first use (PEP 562
+``__getattr__``): ``cryptography.x509`` imports :mod:`email.utils`, which imports the
+stdlib ``socket`` module, and ``import attestation`` must not load I/O modules.
 """
 
 from __future__ import annotations
@@ -49,7 +58,20 @@ from ._dice import owner_key_hash as owner_key_hash
 from ._dice import owner_seal_key as owner_seal_key
 from ._dice import tre_cdis as tre_cdis
 from ._errors import AttestationError as AttestationError
+from ._errors import EvidenceError as EvidenceError
 from ._errors import InvalidIdentity as InvalidIdentity
+from ._errors import InvalidReference as InvalidReference
+from ._reference import DomainReference as DomainReference
+from ._reference import Reference as Reference
+from ._reference import parse_reference as parse_reference
+from ._reference import reference_to_dict as reference_to_dict
+from ._report import MAX_REPORT_SIZE as MAX_REPORT_SIZE
+from ._report import REPORT_INVALID_REASONS as REPORT_INVALID_REASONS
+from ._report import Report as Report
+from ._report import ReportInvalid as ReportInvalid
+from ._report import check_report as check_report
+from ._report import make_report as make_report
+from ._report import report_key as report_key
 from ._secret import Secret as Secret
 from ._ueid import IMEI_URN_PREFIX as IMEI_URN_PREFIX
 from ._ueid import UEID_TYPE_EUI as UEID_TYPE_EUI
@@ -79,71 +101,179 @@ if TYPE_CHECKING:
     from ._certs import read_tcb_info as read_tcb_info
     from ._certs import to_pem as to_pem
     from ._certs import verify_chain as verify_chain
+    from ._cose import MAX_SIGN1_SIZE as MAX_SIGN1_SIZE
+    from ._cose import Sign1 as Sign1
+    from ._cose import parse_sign1 as parse_sign1
+    from ._cose import sign1 as sign1
+    from ._cose import verify_sign1 as verify_sign1
+    from ._eat import BOOTCOUNT as BOOTCOUNT
+    from ._eat import CWT_TAG as CWT_TAG
+    from ._eat import DOMAIN_ID as DOMAIN_ID
+    from ._eat import DOMAIN_STATE as DOMAIN_STATE
+    from ._eat import EAT_PROFILE as EAT_PROFILE
+    from ._eat import IAT as IAT
+    from ._eat import LIFECYCLE as LIFECYCLE
+    from ._eat import MAX_NONCE_SIZE as MAX_NONCE_SIZE
+    from ._eat import MAX_SUBMODS as MAX_SUBMODS
+    from ._eat import MEASUREMENT as MEASUREMENT
+    from ._eat import MIN_NONCE_SIZE as MIN_NONCE_SIZE
+    from ._eat import NONCE as NONCE
+    from ._eat import OWNER_HASH as OWNER_HASH
+    from ._eat import POLICY_HASH as POLICY_HASH
+    from ._eat import PROFILE as PROFILE
+    from ._eat import SUBMODS as SUBMODS
+    from ._eat import SVN as SVN
+    from ._eat import TRE_MEASUREMENT as TRE_MEASUREMENT
+    from ._eat import UEID as UEID
+    from ._eat import DomainClaims as DomainClaims
+    from ._eat import TreClaims as TreClaims
+    from ._eat import domain_token as domain_token
+    from ._eat import parse_claims as parse_claims
+    from ._eat import tre_token as tre_token
+    from ._eat import unwrap_nested as unwrap_nested
+    from ._eat import wrap_nested as wrap_nested
+    from ._verify import PROBLEMS as PROBLEMS
+    from ._verify import TRUST_CLAIMS as TRUST_CLAIMS
+    from ._verify import Appraisal as Appraisal
+    from ._verify import verify_evidence as verify_evidence
 
-# Names served by _certs, imported on first access (see the module docstring).
-_LAZY = frozenset(
-    {
-        "ALIAS_ORGANIZATION",
-        "CA_PATH_LENGTH",
-        "DEFAULT_ORGANIZATION",
-        "DEVICE_COMMON_NAME",
-        "device_ueid",
-        "issue_alias_cert",
-        "issue_device_cert",
-        "load_cert_pem",
-        "load_private_key_pem",
-        "make_ca",
-        "private_key_pem",
-        "read_tcb_info",
-        "to_pem",
-        "verify_chain",
-    }
-)
+# Names served by modules that import cryptography.x509, imported on first access (see the
+# module docstring): name -> module.
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "ALIAS_ORGANIZATION",
+            "CA_PATH_LENGTH",
+            "DEFAULT_ORGANIZATION",
+            "DEVICE_COMMON_NAME",
+            "device_ueid",
+            "issue_alias_cert",
+            "issue_device_cert",
+            "load_cert_pem",
+            "load_private_key_pem",
+            "make_ca",
+            "private_key_pem",
+            "read_tcb_info",
+            "to_pem",
+            "verify_chain",
+        ),
+        "._certs",
+    ),
+    **dict.fromkeys(("MAX_SIGN1_SIZE", "Sign1", "parse_sign1", "sign1", "verify_sign1"), "._cose"),
+    **dict.fromkeys(
+        (
+            "BOOTCOUNT",
+            "CWT_TAG",
+            "DOMAIN_ID",
+            "DOMAIN_STATE",
+            "EAT_PROFILE",
+            "IAT",
+            "LIFECYCLE",
+            "MAX_NONCE_SIZE",
+            "MAX_SUBMODS",
+            "MEASUREMENT",
+            "MIN_NONCE_SIZE",
+            "NONCE",
+            "OWNER_HASH",
+            "POLICY_HASH",
+            "PROFILE",
+            "SUBMODS",
+            "SVN",
+            "TRE_MEASUREMENT",
+            "UEID",
+            "DomainClaims",
+            "TreClaims",
+            "domain_token",
+            "parse_claims",
+            "tre_token",
+            "unwrap_nested",
+            "wrap_nested",
+        ),
+        "._eat",
+    ),
+    **dict.fromkeys(("PROBLEMS", "TRUST_CLAIMS", "Appraisal", "verify_evidence"), "._verify"),
+}
 
 
 def __getattr__(name: str) -> object:
     if name in _LAZY:
-        value = getattr(importlib.import_module("._certs", __name__), name)
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY)
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [
     "ALIAS_ORGANIZATION",
+    "BOOTCOUNT",
     "CA_PATH_LENGTH",
+    "CWT_TAG",
     "DEFAULT_ORGANIZATION",
     "DEVICE_COMMON_NAME",
     "DIGEST_SIZE",
+    "DOMAIN_ID",
+    "DOMAIN_STATE",
+    "EAT_PROFILE",
+    "IAT",
     "IMEI_URN_PREFIX",
+    "LIFECYCLE",
+    "MAX_NONCE_SIZE",
+    "MAX_REPORT_SIZE",
+    "MAX_SIGN1_SIZE",
+    "MAX_SUBMODS",
     "MAX_SVN",
+    "MEASUREMENT",
+    "MIN_NONCE_SIZE",
+    "NONCE",
+    "OWNER_HASH",
+    "POLICY_HASH",
+    "PROBLEMS",
+    "PROFILE",
+    "REPORT_INVALID_REASONS",
     "SHA256_OID",
+    "SUBMODS",
+    "SVN",
     "TCB_INFO_OID",
+    "TRE_MEASUREMENT",
+    "TRUST_CLAIMS",
     "UDS_SIZE",
+    "UEID",
     "UEID_TYPE_EUI",
     "UEID_TYPE_IMEI",
     "UEID_TYPE_RAND",
     "UEID_URN_PREFIX",
+    "Appraisal",
     "AttestationError",
     "DomainCdis",
+    "DomainClaims",
+    "DomainReference",
+    "EvidenceError",
     "InvalidIdentity",
+    "InvalidReference",
+    "Reference",
+    "Report",
+    "ReportInvalid",
     "Secret",
+    "Sign1",
     "TcbInfo",
     "TreCdis",
+    "TreClaims",
     "alias_key",
     "authority_hash",
     "check_domain_id",
     "check_imei",
+    "check_report",
     "decode_tcb_info",
     "derive_key",
     "describe_ueid",
     "device_id_key",
     "device_ueid",
     "domain_cdis",
+    "domain_token",
     "encode_tcb_info",
     "hash_files",
     "imei_urn",
@@ -153,15 +283,27 @@ __all__ = [
     "load_private_key_pem",
     "luhn_check_digit",
     "make_ca",
+    "make_report",
     "measure_domain",
     "owner_key_hash",
     "owner_seal_key",
+    "parse_claims",
+    "parse_reference",
+    "parse_sign1",
     "private_key_pem",
     "random_ueid",
     "read_tcb_info",
+    "reference_to_dict",
+    "report_key",
+    "sign1",
     "to_pem",
     "tre_cdis",
+    "tre_token",
     "ueid_from_imei",
     "ueid_urn",
+    "unwrap_nested",
     "verify_chain",
+    "verify_evidence",
+    "verify_sign1",
+    "wrap_nested",
 ]

@@ -36,15 +36,24 @@ def _group(key: _Key) -> str:
     return package_of(filename)
 
 
-def profile_report(prof: cProfile.Profile, title: str, calls: int, top: int) -> str:
-    """Tottime summed by package, then the ``top`` functions by tottime."""
+def profile_report(
+    prof: cProfile.Profile,
+    title: str,
+    calls: int,
+    top: int,
+    group: Callable[[_Key], str] | None = None,
+) -> str:
+    """Tottime summed by package (or by ``group(key)``), then the ``top`` functions by
+    tottime."""
+    group = _group if group is None else group
     out = io.StringIO()
     stats = pstats.Stats(prof, stream=out)
     raw: dict[_Key, tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]
     total = sum(entry[2] for entry in raw.values())
     groups: dict[str, float] = {}
     for key, entry in raw.items():
-        groups[_group(key)] = groups.get(_group(key), 0.0) + entry[2]
+        name = group(key)
+        groups[name] = groups.get(name, 0.0) + entry[2]
     out.write(f"\n=== {title}: {calls} calls, {total:.3f} s of tottime under cProfile, ")
     out.write(f"{total / calls * 1e6:.1f} us per call ===\n")
     out.write(

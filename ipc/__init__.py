@@ -51,23 +51,55 @@ from ._frame import frame_body as frame_body
 from ._limits import DEFAULT_LIMITS as DEFAULT_LIMITS
 from ._limits import Limits as Limits
 from ._local import LocalCodec as LocalCodec
+from ._replay import ReplayWindow as ReplayWindow
+from ._session import DEFAULT_SESSION_LIMITS as DEFAULT_SESSION_LIMITS
+from ._session import SESSION_HEADER_SIZE as SESSION_HEADER_SIZE
+from ._session import SESSION_NONCE_SIZE as SESSION_NONCE_SIZE
+from ._session import SESSION_PUBLIC_SIZE as SESSION_PUBLIC_SIZE
+from ._session import SESSION_REASONS as SESSION_REASONS
+from ._session import SESSION_TAG_SIZE as SESSION_TAG_SIZE
+from ._session import Handshake as Handshake
+from ._session import HandshakeState as HandshakeState
+from ._session import Role as Role
+from ._session import SecureSession as SecureSession
+from ._session import SessionClosed as SessionClosed
+from ._session import SessionError as SessionError
+from ._session import SessionLimits as SessionLimits
+from ._session import SessionState as SessionState
+from ._session import hello_transcript as hello_transcript
+from ._session import reply_transcript as reply_transcript
 
 __all__ = [
     "CLOSED",
     "DEFAULT_LIMITS",
+    "DEFAULT_SESSION_LIMITS",
     "HEADER_SIZE",
     "NEED_DATA",
     "REASONS",
+    "SESSION_HEADER_SIZE",
+    "SESSION_NONCE_SIZE",
+    "SESSION_PUBLIC_SIZE",
+    "SESSION_REASONS",
+    "SESSION_TAG_SIZE",
     "Envelope",
     "Error",
     "FrameDecoder",
+    "Handshake",
+    "HandshakeState",
     "InvalidFrame",
     "Kind",
     "Limits",
     "LocalCodec",
     "Notification",
+    "ReplayWindow",
     "Request",
     "Response",
+    "Role",
+    "SecureSession",
+    "SessionClosed",
+    "SessionError",
+    "SessionLimits",
+    "SessionState",
     "TREError",
     "decode",
     "decode_value",
@@ -76,4 +108,6 @@ __all__ = [
     "frame",
     "frame_body",
     "from_wire",
+    "hello_transcript",
+    "reply_transcript",
 ]

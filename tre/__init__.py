@@ -68,6 +68,8 @@ from ._runtime import TRE as TRE
 from ._runtime import DeviceInfo as DeviceInfo
 from ._runtime import DomainInfo as DomainInfo
 from ._runtime import open_tre as open_tre
+from ._sessions import Expect as Expect
+from ._sessions import SessionRefused as SessionRefused
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -89,6 +91,7 @@ __all__ = [
     "DomainLifecycle",
     "DomainSpec",
     "DomainState",
+    "Expect",
     "HostPolicy",
     "InternalError",
     "InvalidFrame",
@@ -113,6 +116,7 @@ __all__ = [
     "RollbackDetected",
     "SealPolicy",
     "ServiceError",
+    "SessionRefused",
     "StorageError",
     "TREConfig",
     "TREError",

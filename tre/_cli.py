@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from importlib import metadata
@@ -16,6 +17,7 @@ from typing import Any, NoReturn
 
 import trio
 
+from ._cli_attest import add_attest_commands
 from ._cli_device import add_device_commands
 from ._config import TREConfig, default_config, load_config
 from ._errors import TREError
@@ -249,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--json", action="store_true", help="print every decision as JSON")
     ps.set_defaults(func=cmd_policy_show)
     add_device_commands(sub, _Parser)
+    add_attest_commands(sub, _Parser)
     return parser
 
 
@@ -269,4 +272,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except TREError as exc:
         print(f"tre: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):  # e.g. `tre status --json | head`
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 1
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"tre: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2

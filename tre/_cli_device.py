@@ -15,8 +15,11 @@ from typing import Any
 import trio
 
 from ._config import default_config, load_config
-from ._device import Device, provision, read_status, tamper, terminate
+from ._device import Device
+from ._endoflife import tamper, terminate_state
 from ._factory import factory_init
+from ._provision import provision
+from ._status import read_status
 
 __all__ = ["add_device_commands"]
 
@@ -87,15 +90,8 @@ def cmd_terminate(args: argparse.Namespace) -> int:
             print("tre: not terminated", file=sys.stderr)
             return 1
 
-    async def run() -> None:
-        device = await Device.open(Path(args.state))
-        try:
-            await terminate(device)
-        finally:
-            await device.close()
-
-    trio.run(run)
-    print(f"terminated {args.state}: the device secret and every key are erased")
+    outcome = terminate_state(Path(args.state))
+    print(f"terminated {args.state}: the device secret and every key are erased ({outcome})")
     return 0
 
 

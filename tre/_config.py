@@ -68,7 +68,7 @@ def default_config() -> TREConfig:
         host=HostPolicy(
             calls={
                 "oem": frozenset({"info", "time"}),
-                "meter": frozenset({"latest", "history", "selftest"}),
+                "meter": frozenset({"latest", "history", "selftest", "backup"}),
                 "mno": frozenset({"status"}),
             }
         ),
@@ -169,7 +169,7 @@ def _toml_value(value: Any) -> str:
         return (
             "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
         )
-    raise ConfigError("<config>", "", f"cannot write {type(value).__name__} to TOML")
+    raise ConfigError("<config>", "", f"a {type(value).__name__} cannot be stored with the device")
 
 
 def config_to_toml(config: TREConfig) -> str:
@@ -191,5 +191,9 @@ def config_to_toml(config: TREConfig) -> str:
         lines.append(f"methods = {_toml_value(sorted(methods))}")
     for domain, values in sorted(config.settings.items()):
         lines += ["", f"[settings.{domain}]"]
-        lines += [f"{json.dumps(k)} = {_toml_value(v)}" for k, v in values.items()]
+        for key, value in values.items():
+            try:
+                lines.append(f"{json.dumps(key)} = {_toml_value(value)}")
+            except ConfigError as exc:
+                raise ConfigError(config.path, f"settings.{domain}.{key}", exc.problem) from None
     return "\n".join(lines) + "\n"

@@ -13,7 +13,12 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+import attestation
+import ipc
+
+from ._errors import Aborted
 from ._keystore import Keystore
+from ._sessions import Expect, Sessions
 
 if TYPE_CHECKING:
     from ._kernel import Kernel
@@ -32,7 +37,16 @@ class _DomainLog(logging.LoggerAdapter[logging.Logger]):
 
 
 class Context:
-    __slots__ = ("__kernel", "__rt", "_generation", "id", "keystore", "log", "settings")
+    __slots__ = (
+        "__kernel",
+        "__rt",
+        "__sessions",
+        "_generation",
+        "id",
+        "keystore",
+        "log",
+        "settings",
+    )
 
     def __init__(self, kernel: Kernel, rt: DomainRuntime) -> None:
         self.__kernel = kernel
@@ -47,6 +61,7 @@ class Context:
         self.log = _DomainLog(_LOG, {"domain": rt.id})
         #: this domain's own keystore (and no other): handles, never key bytes
         self.keystore: Keystore = Keystore(rt.keys) if rt.keys is not None else _NO_KEYSTORE
+        self.__sessions: Sessions | None = None
 
     def __repr__(self) -> str:
         return f"<Context domain={self.id!r} generation={self._generation}>"
@@ -84,6 +99,44 @@ class Context:
         """Ask to be told (``on_domain_down``/``on_domain_up``) when ``peer`` fails or comes
         back. Only peers this domain may call can be watched."""
         self.__kernel.watch(self.__rt, self._generation, peer)
+
+    # --- local attestation and sessions (see tre/_sessions.py) ---------------------------------
+
+    def _sessions(self) -> Sessions:
+        if self._generation != self.__rt.live:
+            raise Aborted("this context is no longer live")
+        if self.__sessions is None:
+            self.__sessions = Sessions(self.__kernel, self.__rt)
+        return self.__sessions
+
+    def report(self, target: str, nonce: bytes, report_data: bytes) -> bytes:
+        """A report about this domain (measurement, owner, svn, state, as the kernel knows
+        them) that only ``target`` can check, bound to ``target``'s ``nonce`` and to
+        ``report_data`` (e.g. the hash of a key-exchange public key)."""
+        return self._sessions().report(target, nonce, report_data)
+
+    def check_report(self, report: bytes) -> attestation.Report:
+        """Check a report made for this domain and return what it says about its subject;
+        raises :class:`attestation.ReportInvalid` for anything else."""
+        return self._sessions().check_report(report)
+
+    async def open_session(
+        self, peer: str, *, expect: Expect, method: str = "session"
+    ) -> ipc.SecureSession:
+        """Open a mutually attested session with ``peer`` through its service ``method``
+        (which calls :meth:`accept_session`). Raises :class:`~tre.SessionRefused` if the
+        peer's report does not check out or does not meet ``expect``."""
+        return await self._sessions().open(peer, expect, method)
+
+    def accept_session(self, caller: str, body: Any, *, expect: Expect) -> dict[str, Any]:
+        """The responder's half: call it from the service a peer opens sessions through and
+        return what it returns. Once the handshake is done, :meth:`session` gives the
+        session with ``caller``."""
+        return self._sessions().accept(caller, body, expect)
+
+    def session(self, peer: str) -> ipc.SecureSession:
+        """The open session with ``peer`` (either side)."""
+        return self._sessions().get(peer)
 
     def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run ``fn(*args)`` as a task of this domain's task group. If it raises, the domain

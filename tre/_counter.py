@@ -13,6 +13,7 @@ is not older than the counter: an old copy of the database put back is detected.
 
 from __future__ import annotations
 
+import fcntl
 import hmac
 import os
 import struct
@@ -39,6 +40,12 @@ class MonotonicCounter:
     def __init__(self, path: Path, mac_key: bytes) -> None:
         self.path = path
         self._key = mac_key
+        self._fd: int | None = None  # kept open between writes (one open per store)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def __repr__(self) -> str:
         return f"MonotonicCounter({str(self.path)!r})"
@@ -59,12 +66,15 @@ class MonotonicCounter:
         try:
             data = self.path.read_bytes()
         except OSError as exc:
-            raise CounterTampered(f"cannot read the counter: {exc.strerror}") from None
+            raise CounterTampered(f"cannot read the counter {self.path}: {exc.strerror}") from None
+        return self._check(data)
+
+    def _check(self, data: bytes) -> int:
         if len(data) != _LAYOUT.size:
-            raise CounterTampered("the counter record has the wrong size")
+            raise CounterTampered(f"the counter record {self.path} has the wrong size")
         magic, value, tag = _LAYOUT.unpack(data)
         if magic != _MAGIC or not hmac.compare_digest(tag, self._tag(value)):
-            raise CounterTampered("the counter record fails its authentication")
+            raise CounterTampered(f"the counter record {self.path} fails its authentication")
         return int(value)
 
     def advance(self, value: int) -> None:
@@ -72,11 +82,21 @@ class MonotonicCounter:
         writers may race, and the counter need only be at least every committed
         generation). One in-place write of one small record and an fsync: a single-sector
         write, atomic on the storage it models."""
-        if value <= self.read():
-            return
-        fd = os.open(self.path, os.O_WRONLY)
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_RDWR)
+            except OSError as exc:
+                raise CounterTampered(
+                    f"cannot open the counter {self.path}: {exc.strerror}"
+                ) from None
+        fd = self._fd
+        # One writer at a time across processes (a running TRE and `tre tamper`), so the
+        # read-compare-write below cannot lower the counter.
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
+            if value <= self._check(os.pread(fd, _LAYOUT.size + 1, 0)):
+                return
             os.pwrite(fd, _LAYOUT.pack(_MAGIC, value, self._tag(value)), 0)
             os.fsync(fd)
         finally:
-            os.close(fd)
+            fcntl.flock(fd, fcntl.LOCK_UN)

@@ -19,12 +19,12 @@ Every lifecycle transition goes through :meth:`Device.emit`: it is written to th
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import attrs
 import trio
@@ -34,27 +34,32 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 import attestation
 
-from ._config import TREConfig, config_to_toml, default_config, load_config
+from ._config import TREConfig, load_config
 from ._counter import MonotonicCounter
-from ._errors import ProvisioningError, StorageError, Terminated
-from ._factory import CA_NAME, Factory, load_factory, write_secret_file
+from ._errors import StorageError, Terminated
+from ._factory import CA_NAME
+from ._keyindex import KeyIndex
 from ._keystore import DomainKeys
 from ._lifecycle import DOMAIN_LIFECYCLE, TRE_LIFECYCLE, DomainLifecycle, TREState, check_move
-from ._loader import DomainSpec, resolve
+from ._loader import DomainSpec
 from ._measure import domain_code_hash, manifest_hash, tre_code_hash, unsigned_owner_hash
 from ._store import AsyncStore, Store
 
 __all__ = [
+    "COUNTER_FILE",
+    "DB_FILE",
+    "UDS_FILE",
     "Device",
     "DomainRecord",
     "EventHook",
     "TREEvent",
-    "erase_secret",
-    "provision",
-    "read_status",
-    "tamper",
-    "terminate",
+    "ca_authority",
+    "counter_key",
+    "key_index",
+    "measure",
 ]
+
+log = logging.getLogger("tre.device")
 
 UDS_FILE = "uds.bin"
 DB_FILE = "tre.db"
@@ -96,20 +101,13 @@ class DomainRecord:
         return unsigned_owner_hash(self.owner)
 
 
-def _source(spec: DomainSpec, config: TREConfig) -> str:
-    folder = spec.manifest.directory
-    if spec.id in config.enable or (folder is not None and folder not in config.paths):
-        return f"plugin:{spec.id}"
-    return f"path:{folder}"
-
-
-def _measurement(spec: DomainSpec, owner_hash: bytes) -> bytes:
+def measure(spec: DomainSpec, owner_hash: bytes) -> bytes:
     return attestation.measure_domain(
         domain_code_hash(spec), manifest_hash(spec), owner_hash, spec.manifest.svn
     )
 
 
-def _ca_authority(ca_cert: x509.Certificate) -> bytes:
+def ca_authority(ca_cert: x509.Certificate) -> bytes:
     return attestation.authority_hash(
         ca_cert.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     )
@@ -118,96 +116,12 @@ def _ca_authority(ca_cert: x509.Certificate) -> bytes:
 # --- provisioning (runs at the factory, synchronously) ------------------------------------------
 
 
-def provision(
-    state_dir: Path,
-    factory_dir: Path,
-    *,
-    imei: str | None = None,
-    config: TREConfig | None = None,
-) -> dict[str, Any]:
-    """Create a device in ``state_dir`` (which must not hold one yet) from the factory's CA
-    and owner keys; install the config's domains; move the TRE to SECURED."""
-    state_dir = Path(state_dir)
-    if (state_dir / DB_FILE).exists() or (state_dir / UDS_FILE).exists():
-        raise ProvisioningError(f"{state_dir} is already provisioned")
-    factory = load_factory(Path(factory_dir))
-    config = config or default_config()
-    specs = resolve(config)
-    if imei is not None:
-        attestation.check_imei(imei)
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        return _provision(state_dir, factory, specs, config, imei)
-    except BaseException:
-        # Nothing half-made is left behind: a failed provisioning can simply be retried.
-        for name in (UDS_FILE, DB_FILE, COUNTER_FILE, "device.pem", "ca.pem", "config.toml"):
-            for suffix in ("", "-wal", "-shm"):
-                (state_dir / (name + suffix)).unlink(missing_ok=True)
-        raise
+def key_index(uds: attestation.Secret) -> KeyIndex:
+    """The authenticated index of key rows (see tre/_keyindex.py), keyed from the secret."""
+    return KeyIndex(attestation.derive_key(uds, "keystore-index").reveal())
 
 
-def _provision(
-    state_dir: Path, factory: Factory, specs: list[DomainSpec], config: TREConfig, imei: str | None
-) -> dict[str, Any]:
-    now = dt.datetime.now(dt.UTC)
-    uds = os.urandom(attestation.UDS_SIZE)
-    write_secret_file(state_dir / UDS_FILE, uds)
-    secret = attestation.Secret(uds)
-    ueid = attestation.ueid_from_imei(imei) if imei else attestation.random_ueid(os.urandom(32))
-    device_key = attestation.device_id_key(secret)
-    cert = attestation.issue_device_cert(
-        factory.ca_key, factory.ca_cert, device_key.public_key(), ueid, now, imei=imei
-    )
-    (state_dir / "device.pem").write_bytes(attestation.to_pem(cert))
-    (state_dir / "ca.pem").write_bytes(attestation.to_pem(factory.ca_cert))
-    (state_dir / "config.toml").write_text(config_to_toml(config), encoding="utf-8")
-    counter = MonotonicCounter(state_dir / COUNTER_FILE, _counter_key(secret))
-    counter.create()
-    store = Store.create(state_dir / DB_FILE, counter)
-    stamp = time.time()
-    records = []
-    for spec in specs:
-        owner_key = factory.owners.get(spec.id, b"")
-        owner_hash = (
-            attestation.owner_key_hash(owner_key)
-            if owner_key
-            else unsigned_owner_hash(spec.manifest.owner)
-        )
-        records.append(
-            (
-                spec.id,
-                _source(spec, config),
-                spec.manifest.owner,
-                owner_key,
-                spec.manifest.svn,
-                _measurement(spec, owner_hash),
-                DomainLifecycle.INSTALLED.value,
-                stamp,
-            )
-        )
-
-    def write(conn: sqlite3.Connection) -> None:
-        meta = {
-            "ueid": ueid,
-            "imei": imei or "",
-            "tre_state": TREState.SECURED.value,
-            "boot_count": 0,
-            "authority": _ca_authority(factory.ca_cert),
-            "provisioned": stamp,
-        }
-        conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", meta.items())
-        conn.executemany("INSERT INTO domains VALUES (?, ?, ?, ?, ?, ?, ?, ?)", records)
-        conn.execute(
-            "INSERT INTO events(time, kind, domain, detail) VALUES (?, 'provisioned', 'tre', ?)",
-            (stamp, f"ueid {ueid.hex()}, {len(records)} domains"),
-        )
-
-    store.write(write)
-    store.close()
-    return {"ueid": ueid.hex(), "imei": imei, "domains": [r[0] for r in records]}
-
-
-def _counter_key(uds: attestation.Secret) -> bytes:
+def counter_key(uds: attestation.Secret) -> bytes:
     return attestation.derive_key(uds, "rpmb-mac").reveal()
 
 
@@ -226,6 +140,7 @@ class Device:
         config: TREConfig,
         device_cert: x509.Certificate,
         ca_cert: x509.Certificate,
+        index: KeyIndex,
     ) -> None:
         self.state_dir = state_dir
         self.store = AsyncStore(store, inline=state_dir is None)
@@ -234,6 +149,8 @@ class Device:
         self.ca_cert = ca_cert
         self.hooks: list[EventHook] = []
         self._uds = uds
+        #: the store's commit hook too (one object: it carries a transaction's pending state)
+        self.key_index = index
         self._device_key: Ed25519PrivateKey = attestation.device_id_key(uds)
         meta = store.read(lambda c: dict(c.execute("SELECT key, value FROM meta").fetchall()))
         self.ueid: bytes = meta["ueid"]
@@ -253,6 +170,11 @@ class Device:
                 ).fetchall()
             )
         }
+
+    @property
+    def device_key(self) -> Ed25519PrivateKey:
+        """The DeviceID private key (kernel-side only: signs evidence and alias certs)."""
+        return self._device_key
 
     def __repr__(self) -> str:
         where = "ephemeral" if self.state_dir is None else str(self.state_dir)
@@ -276,8 +198,9 @@ class Device:
         if len(uds) != attestation.UDS_SIZE:
             raise StorageError(f"{uds_path} is not a device secret")
         secret = attestation.Secret(uds)
-        counter = MonotonicCounter(state_dir / COUNTER_FILE, _counter_key(secret))
-        store = Store.open(db, counter)
+        counter = MonotonicCounter(state_dir / COUNTER_FILE, counter_key(secret))
+        index = key_index(secret)
+        store = Store.open(db, counter, index)
         try:
             config = load_config(state_dir / "config.toml")
             device_cert = attestation.load_cert_pem((state_dir / "device.pem").read_bytes())
@@ -294,8 +217,11 @@ class Device:
             config=config,
             device_cert=device_cert,
             ca_cert=ca_cert,
+            index=index,
         )
-        if device.tre_state is TREState.TERMINATED:  # pragma: no cover - the secret is gone
+        if device.tre_state is TREState.TERMINATED:
+            # A terminate was interrupted after its transaction: the secret is still here.
+            store.close()
             raise Terminated(f"the device in {state_dir} has been terminated")
         return device
 
@@ -314,7 +240,8 @@ class Device:
         cert = attestation.issue_device_cert(
             ca_key, ca_cert, attestation.device_id_key(uds).public_key(), ueid, now
         )
-        store = Store.create(None, None)
+        index = key_index(uds)
+        store = Store.create(None, None, index)
         stamp = time.time()
 
         def write(conn: sqlite3.Connection) -> None:
@@ -323,7 +250,7 @@ class Device:
                 "imei": "",
                 "tre_state": TREState.SECURED.value,
                 "boot_count": 0,
-                "authority": _ca_authority(ca_cert),
+                "authority": ca_authority(ca_cert),
                 "provisioned": stamp,
             }
             conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", meta.items())
@@ -337,7 +264,7 @@ class Device:
                         spec.manifest.owner,
                         b"",
                         spec.manifest.svn,
-                        _measurement(spec, owner_hash),
+                        measure(spec, owner_hash),
                         DomainLifecycle.INSTALLED.value,
                         stamp,
                     ),
@@ -345,7 +272,13 @@ class Device:
 
         store.write(write)
         return cls(
-            state_dir=None, uds=uds, store=store, config=config, device_cert=cert, ca_cert=ca_cert
+            state_dir=None,
+            uds=uds,
+            store=store,
+            config=config,
+            device_cert=cert,
+            ca_cert=ca_cert,
+            index=index,
         )
 
     async def close(self) -> None:
@@ -355,9 +288,17 @@ class Device:
 
     def emit(self, event: TREEvent) -> None:
         """Hand ``event`` to every hook (the row itself is written by the caller's
-        transaction)."""
+        transaction, before). A hook that raises is logged and skipped: an event consumer
+        can never stop a lifecycle transition."""
         for hook in list(self.hooks):
-            hook(event)
+            try:
+                hook(event)
+            except Exception:
+                log.exception("an event hook failed on %s %s", event.kind, event.subject)
+
+    def set_record_state(self, domain_id: str, state: DomainLifecycle) -> None:
+        """Update the in-memory record after a transition written elsewhere."""
+        self.records[domain_id] = attrs.evolve(self.records[domain_id], state=state)
 
     async def _transition(
         self, kind: str, subject: str, detail: str, change: Callable[[sqlite3.Connection], None]
@@ -402,7 +343,11 @@ class Device:
 
     async def activate(self, domain_ids: list[str]) -> None:
         """Move freshly installed domains to ACTIVE at their first boot (one transaction)."""
-        fresh = [i for i in domain_ids if self.records[i].state is DomainLifecycle.INSTALLED]
+        fresh = [
+            i
+            for i in domain_ids
+            if i in self.records and self.records[i].state is DomainLifecycle.INSTALLED
+        ]
         if not fresh:
             return
         stamp = time.time()
@@ -470,10 +415,11 @@ class Device:
         return DomainKeys(
             spec.id,
             self.cdis,
-            lambda: _measurement(spec, owner_hash),
+            lambda: measure(spec, owner_hash),
             owner_hash,
             spec.manifest.svn,
             self.store,
+            self.key_index,
             max_keys=spec.manifest.quotas.max_keys,
             max_bytes=spec.manifest.quotas.max_key_bytes,
         )
@@ -489,95 +435,3 @@ def _peek_state(db: Path) -> str | None:
     except sqlite3.DatabaseError:
         return None
     return None if row is None else str(row[0])
-
-
-def read_status(state_dir: Path) -> dict[str, Any]:
-    """What ``tre status`` shows, read without booting (and without the device secret,
-    so a terminated device can still be inspected)."""
-    db = Path(state_dir) / DB_FILE
-    if not db.exists():
-        raise StorageError(f"{state_dir} is not a provisioned TRE state (no {DB_FILE})")
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        try:
-            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-            domains = conn.execute(
-                "SELECT id, owner, owner_key, svn, measurement, state, source "
-                "FROM domains ORDER BY id"
-            ).fetchall()
-            keys = dict(
-                conn.execute("SELECT domain, count(*) FROM keys GROUP BY domain").fetchall()
-            )
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        raise StorageError(f"{db} cannot be read as a TRE database: {exc}") from None
-    ueid = meta.get("ueid", b"")
-    return {
-        "state_dir": str(state_dir),
-        "ueid": ueid.hex() if isinstance(ueid, bytes) else str(ueid),
-        "imei": meta.get("imei") or None,
-        "lifecycle": meta.get("tre_state"),
-        "boot_count": meta.get("boot_count"),
-        "device_secret_present": (Path(state_dir) / UDS_FILE).exists(),
-        "domains": [
-            {
-                "id": d[0],
-                "owner": d[1],
-                "owner_key": d[2].hex() if d[2] else None,
-                "svn": d[3],
-                "measurement": d[4].hex(),
-                "state": d[5],
-                "source": d[6],
-                "keys": keys.get(d[0], 0),
-            }
-            for d in domains
-        ],
-    }
-
-
-def erase_secret(state_dir: Path) -> None:
-    """Overwrite the device secret with zeros, fsync, and remove it."""
-    path = Path(state_dir) / UDS_FILE
-    if path.exists():
-        fd = os.open(path, os.O_WRONLY)
-        try:
-            os.pwrite(fd, bytes(attestation.UDS_SIZE), 0)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        path.unlink()
-
-
-async def tamper(
-    device: Device, domain_id: str | None, reason: str = "tamper detected"
-) -> list[str]:
-    """Tamper response (R6): lock one domain, or (``domain_id=None``) the whole TRE and
-    every domain in it. Returns the domains now locked. Locking is final."""
-    if domain_id is not None:
-        if domain_id not in device.records:
-            raise ProvisioningError(f"no domain {domain_id!r} is installed")
-        device.emit(TREEvent(time.time(), "tamper", domain_id, reason))
-        await device.set_domain_state(domain_id, DomainLifecycle.LOCKED, reason)
-        return [domain_id]
-    device.emit(TREEvent(time.time(), "tamper", "tre", reason))
-    if device.tre_state is TREState.SECURED:
-        await device.set_tre_state(TREState.LOCKED, reason)
-    for record in list(device.records.values()):
-        await device.set_domain_state(record.id, DomainLifecycle.LOCKED, reason)
-    return sorted(device.records)
-
-
-async def terminate(device: Device) -> None:
-    """End of life, irreversibly: the TRE moves to TERMINATED, every stored key row is
-    deleted (secure_delete overwrites them) and the device secret is overwritten and
-    removed, so nothing can be derived or booted again."""
-
-    def wipe(conn: sqlite3.Connection) -> None:
-        conn.execute("DELETE FROM keys")
-
-    await device.set_tre_state(TREState.TERMINATED, "terminated by the operator")
-    await device.store.write(wipe)
-    if device.state_dir is not None:
-        await trio.to_thread.run_sync(erase_secret, device.state_dir)
-    device.emit(TREEvent(time.time(), "terminated", "tre", "device secret erased"))

@@ -88,7 +88,7 @@ class Aborted(CallError):
 
 class Locked(CallError):
     """The callee (or the whole TRE) is locked by tamper response: it does not run and
-    its keys cannot be used. Final until the device is re-provisioned."""
+    its keys cannot be used. Final: a locked device goes back to the manufacturer."""
 
     code = "LOCKED"
 

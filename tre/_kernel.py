@@ -25,6 +25,7 @@ from ._config import TREConfig
 from ._deadlines import DeadlineQueue
 from ._device import Device, TREEvent
 from ._errors import Aborted, Busy, CallTimeout, Denied, Locked, TooLarge, error_for_code
+from ._evidence import EvidenceMaker
 from ._lifecycle import ACCEPTING, DomainState, check_transition
 from ._loader import DomainSpec
 from ._manifest import HOST
@@ -69,6 +70,8 @@ class Kernel:
         self.events: collections.deque[KernelEvent] = collections.deque(maxlen=EVENT_HISTORY)
         self.deadlines = DeadlineQueue(self._expire)
         self.codec = ipc.LocalCodec()
+        #: made at boot, once the domains' keys are ready (see tre/_evidence.py)
+        self.evidence: EvidenceMaker
         self.changed = trio.Event()
         self._msgid = 0
 

@@ -39,9 +39,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 import attestation
-import ipc
 from ipc import TREError
 
+from ._keyindex import ROW_COLUMNS, KeyIndex
 from ._store import AsyncStore
 
 __all__ = [
@@ -62,6 +62,7 @@ __all__ = [
     "verify_ed25519",
 ]
 
+_SEAL_PACKER = msgpack.Packer(use_bin_type=True, autoreset=True)
 LABEL_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 NONCE = 12
 _RAW = (Encoding.Raw, PublicFormat.Raw)
@@ -174,11 +175,13 @@ class DomainKeys:
         owner_hash: bytes,
         svn: int,
         store: AsyncStore,
+        index: KeyIndex,
         *,
         max_keys: int,
         max_bytes: int,
     ) -> None:
         self.domain_id = domain_id
+        self.index = index
         self.svn = svn
         self.max_keys = max_keys
         self.max_bytes = max_bytes
@@ -191,7 +194,9 @@ class DomainKeys:
         self._measure = measure
         self._measurement: bytes | None = None
         self._measurement_cdi: attestation.Secret | None = None
+        self._report_key: attestation.Secret | None = None
         self._aeads: dict[tuple[str, SealPolicy, int], AESGCM] = {}
+        self._sealers: dict[tuple[SealPolicy, int], tuple[AESGCM, bytes]] = {}
         self.entries: dict[str, _Entry] = {}
 
     @property
@@ -219,27 +224,59 @@ class DomainKeys:
             self._aeads[key] = cached
         return cached
 
+    @property
+    def owner_hash(self) -> bytes:
+        return self._owner_hash
+
+    def report_key(self) -> attestation.Secret:
+        """The key that MACs local reports *targeted at* this domain (SGX's report key)."""
+        if self._report_key is None:
+            cdis = attestation.domain_cdis(self._tre, self.domain_id, self.measurement)
+            self._report_key = attestation.report_key(cdis.attest)
+        return self._report_key
+
     def identity(self) -> tuple[Ed25519PrivateKey, bytes, bytes]:
         """The domain's DICE alias key (kernel-side) with its measurement and owner hash."""
         cdis = attestation.domain_cdis(self._tre, self.domain_id, self.measurement)
         return attestation.alias_key(cdis), self.measurement, self._owner_hash
 
+    def sealer(self, policy: SealPolicy, svn: int) -> tuple[AESGCM, bytes]:
+        """The AES-GCM key for :meth:`Keystore.seal` and its associated-data prefix (the
+        domain, policy and svn the blob is bound to), both made once."""
+        key = (policy, svn)
+        cached = self._sealers.get(key)
+        if cached is None:
+            context = _aad("tre/v1/seal", self.domain_id, policy.value, svn)
+            cached = (self.aead("seal", policy, svn), context)
+            self._sealers[key] = cached
+        return cached
+
     def _row_aad(self, label: str, version: int, kind: str, policy: str, svn: int) -> bytes:
         return _aad("tre/v1/key-row", self.domain_id, label, version, kind, policy, svn)
 
-    def open_row(self, row: tuple[Any, ...]) -> _Entry:
+    def open_row(self, row: tuple[Any, ...], *, indexed: bool = True) -> _Entry:
+        """One stored key, unsealed; or marked unavailable (never raising) if its row does
+        not open for this domain or does not hold together."""
         label, version, kind_s, policy_s, svn, nonce, sealed, public, created = row
-        kind, policy = KeyKind(kind_s), SealPolicy(policy_s)
+        try:
+            kind, policy = KeyKind(kind_s), SealPolicy(policy_s)
+        except ValueError:
+            kind, policy = KeyKind.HMAC, SealPolicy.OWNER  # placeholders: the row is unusable
+            info = KeyInfo(label, kind, version, policy, b"", created, available=False)
+            return _Entry(info, None)
         info = KeyInfo(label, kind, version, policy, public, created)
-        if policy is SealPolicy.OWNER and svn > self.svn:
-            return _Entry(attrs.evolve(info, available=False), None)
+        unavailable = _Entry(attrs.evolve(info, available=False), None)
+        if not indexed or (policy is SealPolicy.OWNER and svn > self.svn):
+            return unavailable
         try:
             secret = self.aead("keystore-row", policy, svn).decrypt(
                 nonce, sealed, self._row_aad(label, version, kind_s, policy_s, svn)
             )
             material = _material(kind, secret)
         except (InvalidTag, ValueError):
-            return _Entry(attrs.evolve(info, available=False), None)
+            return unavailable
+        if _public(kind, material) != public:  # the public column is checked, not trusted
+            return unavailable
         return _Entry(info, material)
 
     def seal_row(
@@ -249,31 +286,36 @@ class DomainKeys:
         aad = self._row_aad(label, version, kind.value, policy.value, self.svn)
         return nonce, self.aead("keystore-row", policy, self.svn).encrypt(nonce, secret, aad)
 
-    def load(self, rows: list[tuple[Any, ...]]) -> None:
-        """Unseal every stored key of the domain once (at boot); see :func:`load_keys`."""
-        self.entries = {row[0]: self.open_row(row) for row in rows}
+    def load(self, rows: list[tuple[bool, tuple[Any, ...]]]) -> None:
+        """Unseal every stored key of the domain once (at boot); see :func:`load_keys`.
+        A row that does not match its indexed digest (``False``: altered, or put back from
+        an older copy) is unavailable, like any other row that does not hold together."""
+        self.entries = {row[0]: self.open_row(row, indexed=ok) for ok, row in rows}
 
     def lock(self) -> None:
         """Tamper response: forget every unsealed key; every later use raises."""
         self.locked = True
         self.entries.clear()
         self._aeads.clear()
+        self._sealers.clear()
 
 
-async def load_keys(store: AsyncStore, domains: list[DomainKeys]) -> None:
-    """Load the stored keys of every domain in one read (boot stays one query however
-    many domains there are)."""
+async def load_keys(store: AsyncStore, index: KeyIndex, domains: list[DomainKeys]) -> None:
+    """Check the key index, then load the stored keys of every domain in one read (boot
+    stays one query however many domains there are)."""
     by_id = {keys.domain_id: keys for keys in domains}
 
-    def fetch(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
-        return conn.execute(
-            "SELECT domain, label, version, kind, policy, svn, nonce, sealed, public, created "
-            "FROM keys ORDER BY domain, label"
+    def fetch(conn: sqlite3.Connection) -> list[tuple[bool, tuple[Any, ...]]]:
+        (generation,) = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        digests = index.check(conn, int(generation))
+        rows = conn.execute(
+            f"SELECT {ROW_COLUMNS}, created FROM keys ORDER BY domain, label"  # noqa: S608
         ).fetchall()
+        return [(index.row_ok(row[:-1], digests), row) for row in rows]
 
-    grouped: dict[str, list[tuple[Any, ...]]] = {}
-    for row in await store.read(fetch):
-        grouped.setdefault(row[0], []).append(row[1:])
+    grouped: dict[str, list[tuple[bool, tuple[Any, ...]]]] = {}
+    for ok, row in await store.read(fetch):
+        grouped.setdefault(row[0], []).append((ok, row[1:]))
     for domain_id, rows in grouped.items():
         if domain_id in by_id:
             by_id[domain_id].load(rows)
@@ -310,7 +352,7 @@ class Keystore:
 
     def list(self) -> list[KeyInfo]:
         """Every key of this domain, available or not, by label."""
-        return [e.info for e in self._usable().entries.values()]
+        return sorted((e.info for e in self._usable().entries.values()), key=lambda i: i.label)
 
     def info(self, label: str) -> KeyInfo:
         entry = self._usable().entries.get(label)
@@ -362,32 +404,36 @@ class Keystore:
             raise UnsealError("the ciphertext cannot be decrypted with this key") from None
 
     def seal(
-        self, data: bytes, policy: SealPolicy = SealPolicy.MEASUREMENT, aad: bytes = b""
+        self, data: bytes, policy: SealPolicy | str = SealPolicy.MEASUREMENT, aad: bytes = b""
     ) -> bytes:
         """Encrypt ``data`` so that only this domain can unseal it: with ``MEASUREMENT``
         only the identical domain; with ``OWNER`` the same owner's domain at an svn at least
         this one. The result is opaque bytes the domain may keep anywhere."""
         keys = self._usable()
+        if type(policy) is not SealPolicy:
+            policy = _policy(policy)
         nonce = os.urandom(NONCE)
         svn = keys.svn
-        ct = keys.aead("seal", policy, svn).encrypt(
-            nonce, data, _aad("tre/v1/seal", keys.domain_id, policy.value, svn, aad)
-        )
-        return _aad(1, policy.value, svn, nonce, ct)
+        aead, context = keys.sealer(policy, svn)
+        ct = aead.encrypt(nonce, data, context + aad if aad else context)
+        # [version, policy, svn, nonce, ciphertext] as msgpack, packed without a Packer per
+        # call: the fields are exact built-in types, so the shared packer cannot be re-entered
+        return _SEAL_PACKER.pack([1, policy.value, svn, nonce, ct])  # type: ignore[no-any-return]
 
     def unseal(self, blob: bytes, aad: bytes = b"") -> bytes:
         keys = self._usable()
         try:
-            version, policy_s, svn, nonce, ct = ipc.decode_value(blob)
-            policy = SealPolicy(policy_s)
+            version, policy_s, svn, nonce, ct = msgpack.unpackb(
+                blob, raw=False, strict_map_key=True, max_bin_len=len(blob)
+            )
+            policy = _POLICIES[policy_s]
             if version != 1 or type(svn) is not int or not 0 <= svn <= keys.svn:
                 raise ValueError("not for this domain")
-            return keys.aead("seal", policy, svn).decrypt(
-                nonce, ct, _aad("tre/v1/seal", keys.domain_id, policy_s, svn, aad)
-            )
+            aead, context = keys.sealer(policy, svn)
+            return aead.decrypt(nonce, ct, context + aad if aad else context)
         except KeystoreLocked:
             raise
-        except Exception:
+        except Exception:  # malformed, another domain's, another measurement, a higher svn
             raise UnsealError("the sealed data cannot be opened by this domain") from None
 
     # --- changes (durable) ----------------------------------------------------------------------
@@ -396,7 +442,7 @@ class Keystore:
         self, label: str, kind: KeyKind | str, *, policy: SealPolicy | str = SealPolicy.OWNER
     ) -> KeyInfo:
         """Create a key of ``kind`` under ``label``; durable when this returns."""
-        kind, policy = KeyKind(kind), SealPolicy(policy)
+        kind, policy = _kind(kind), _policy(policy)
         secret = {
             KeyKind.ED25519: lambda: Ed25519PrivateKey.generate().private_bytes_raw(),
             KeyKind.X25519: lambda: X25519PrivateKey.generate().private_bytes_raw(),
@@ -417,7 +463,7 @@ class Keystore:
         the key ``source``: an x25519 key with ``peer_public`` (key agreement), or an aead
         or hmac key (key derivation). ``context`` is HKDF's info. Nothing is returned but
         the new key's info."""
-        kind, policy = KeyKind(kind), SealPolicy(policy)
+        kind, policy = _kind(kind), _policy(policy)
         if kind not in (KeyKind.AEAD, KeyKind.HMAC):
             raise WrongKeyKind("derived keys are aead or hmac")
         entry = self._entry(source)
@@ -449,49 +495,33 @@ class Keystore:
         created = time.time()
 
         def insert(conn: sqlite3.Connection) -> int:
-            if conn.execute(
-                "SELECT 1 FROM keys WHERE domain = ? AND label = ?", (domain_id, label)
-            ).fetchone():
-                raise KeyExists(f"key {label!r} already exists")
-            count, size = conn.execute(
-                "SELECT count(*), coalesce(sum(length(sealed) + length(public)), 0) "
-                "FROM keys WHERE domain = ?",
-                (domain_id,),
-            ).fetchone()
-            if count + 1 > keys.max_keys:
-                raise KeyQuotaExceeded(f"{domain_id!r} may hold at most {keys.max_keys} keys")
-            row = conn.execute(
-                "SELECT version FROM key_versions WHERE domain = ? AND label = ?",
+            if keys.locked:  # locked while this write waited: nothing is stored
+                raise KeystoreLocked(f"the keystore of {domain_id!r} is locked")
+            exists, count, size, last = conn.execute(
+                "SELECT (SELECT 1 FROM keys WHERE domain = ?1 AND label = ?2), "
+                "(SELECT count(*) FROM keys WHERE domain = ?1), "
+                "(SELECT coalesce(sum(length(sealed) + length(public)), 0) "
+                "   FROM keys WHERE domain = ?1), "
+                "(SELECT version FROM key_digests WHERE domain = ?1 AND label = ?2)",
                 (domain_id, label),
             ).fetchone()
-            version = 1 if row is None else row[0] + 1
+            if exists:
+                raise KeyExists(f"key {label!r} already exists")
+            if count + 1 > keys.max_keys:
+                raise KeyQuotaExceeded(f"{domain_id!r} may hold at most {keys.max_keys} keys")
+            version = 1 if last is None else last + 1
             nonce, sealed = keys.seal_row(label, version, kind, policy, secret)
             if size + len(sealed) + len(public) > keys.max_bytes:
                 raise KeyQuotaExceeded(f"{domain_id!r} may hold at most {keys.max_bytes} key bytes")
-            conn.execute(
-                "INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    domain_id,
-                    label,
-                    version,
-                    kind.value,
-                    policy.value,
-                    svn,
-                    nonce,
-                    sealed,
-                    public,
-                    created,
-                ),
-            )
-            conn.execute(
-                "INSERT INTO key_versions VALUES (?, ?, ?) ON CONFLICT(domain, label) "
-                "DO UPDATE SET version = excluded.version",
-                (domain_id, label, version),
-            )
+            row = (domain_id, label, version, kind.value, policy.value, svn, nonce, sealed, public)
+            conn.execute("INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*row, created))
+            keys.index.update(conn, add=[row])
             return int(version)
 
         version = await keys.store.write(insert)
         info = KeyInfo(label, kind, version, policy, public, created)
+        if keys.locked:  # locked while the write was finishing: keep nothing in memory
+            raise KeystoreLocked(f"the keystore of {domain_id!r} is locked")
         keys.entries[label] = _Entry(info, material)
         return info
 
@@ -503,10 +533,33 @@ class Keystore:
         domain_id = keys.domain_id
 
         def remove(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM keys WHERE domain = ? AND label = ?", (domain_id, label))
+            rows = conn.execute(
+                "DELETE FROM keys WHERE domain = ? AND label = ? RETURNING label",
+                (domain_id, label),
+            ).fetchall()
+            keys.index.update(conn, remove=[(domain_id, label)] if rows else [])
 
         await keys.store.write(remove)
         keys.entries.pop(label, None)
+
+
+_POLICIES = {p.value: p for p in SealPolicy}
+
+
+def _kind(kind: KeyKind | str) -> KeyKind:
+    try:
+        return KeyKind(kind)
+    except ValueError:
+        raise WrongKeyKind(
+            f"{kind!r} is not a key kind ({', '.join(k.value for k in KeyKind)})"
+        ) from None
+
+
+def _policy(policy: SealPolicy | str) -> SealPolicy:
+    try:
+        return SealPolicy(policy)
+    except ValueError:
+        raise KeystoreError(f"{policy!r} is not a sealing policy (measurement, owner)") from None
 
 
 def verify_ed25519(public: bytes, data: bytes, signature: bytes) -> bool:

@@ -20,8 +20,10 @@ import trio
 from cryptography import x509
 
 from ._config import TREConfig, default_config, load_config
-from ._device import Device, EventHook, tamper
+from ._device import Device, EventHook
+from ._endoflife import tamper
 from ._errors import ConfigError, DomainFailed
+from ._evidence import EvidenceMaker
 from ._kernel import Kernel
 from ._keystore import load_keys
 from ._lifecycle import DomainLifecycle, DomainState, TREState
@@ -101,14 +103,21 @@ class TRE:
     def device_certificate(self) -> x509.Certificate:
         return self._kernel.device.device_cert
 
+    def attest(self, nonce: bytes) -> bytes:
+        """Remote attestation evidence for a verifier's ``nonce`` (8 to 64 bytes): an EAT
+        signed by the DeviceID key with one nested token per domain (see tre/_evidence.py)."""
+        return self._kernel.evidence.evidence(nonce)
+
     async def tamper(self, domain: str | None = None, reason: str = "tamper detected") -> list[str]:
         """Tamper response from inside the device (a tamper sensor): lock ``domain``, or
         the whole TRE when None. Locked domains stop at once; their callers and every
         later caller get :class:`~tre.Locked`; their keys cannot be used. Permanent."""
         kernel = self._kernel
         locked = await tamper(kernel.device, domain, reason)
-        for domain_id in locked:
+        # The whole TRE: every running domain, installed or added in code.
+        for domain_id in locked if domain is not None else list(kernel.domains):
             kernel.lock(kernel.domains[domain_id], reason)
+        kernel.evidence.forget()
         return locked
 
     @property
@@ -238,6 +247,11 @@ async def open_tre(
         await device.boot()
         kernel = Kernel(cfg, specs, device)
         await _prepare_keys(kernel, device)
+        kernel.evidence = EvidenceMaker(
+            device,
+            bytes.fromhex(kernel.policy.digest()),
+            {i: rt.keys for i, rt in kernel.domains.items() if rt.keys is not None},
+        )
         await device.activate([s.id for s in specs if not _locked_at_boot(device, s.id)])
         async with trio.open_nursery() as nursery:
             kernel.build_routes()
@@ -276,7 +290,9 @@ def _locked_at_boot(device: Device, domain_id: str) -> bool:
 async def _prepare_keys(kernel: Kernel, device: Device) -> None:
     for rt in kernel.domains.values():
         rt.keys = device.domain_keys(rt.spec)
-    await load_keys(device.store, [rt.keys for rt in kernel.domains.values() if rt.keys])
+    await load_keys(
+        device.store, device.key_index, [rt.keys for rt in kernel.domains.values() if rt.keys]
+    )
 
 
 async def _watch_lifecycle(kernel: Kernel, device: Device, every: float) -> None:
@@ -284,12 +300,15 @@ async def _watch_lifecycle(kernel: Kernel, device: Device, every: float) -> None
     while True:
         await trio.sleep(every)
         tre_state, domains = await device.reload_lifecycle()
+        device.tre_state = tre_state
         for domain_id, lifecycle in domains.items():
-            rt = kernel.domains.get(domain_id)
-            if rt is None:
-                continue
-            if tre_state is not TREState.SECURED or lifecycle is DomainLifecycle.LOCKED:
+            if domain_id in device.records:
+                device.set_record_state(domain_id, lifecycle)
+        for domain_id, rt in kernel.domains.items():
+            locked = domains.get(domain_id) is DomainLifecycle.LOCKED
+            if (locked or tre_state is not TREState.SECURED) and rt.state is not DomainState.LOCKED:
                 kernel.lock(rt, "locked by tamper response")
+                kernel.evidence.forget()
 
 
 async def _supervise_task(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import trio
 
@@ -59,11 +59,12 @@ CREATE TABLE IF NOT EXISTS keys (
     created REAL NOT NULL,
     PRIMARY KEY (domain, label)
 ) STRICT;
-CREATE TABLE IF NOT EXISTS key_versions (
-    domain TEXT NOT NULL,          -- the last version each label had: a re-created key never
-    label TEXT NOT NULL,           -- reuses the associated data of a deleted one
-    version INTEGER NOT NULL,
-    PRIMARY KEY (domain, label)
+CREATE TABLE IF NOT EXISTS key_digests (
+    domain TEXT NOT NULL,          -- the authenticated index of key rows (tre/_keyindex.py)
+    label TEXT NOT NULL,
+    version INTEGER NOT NULL,      -- the label's last version: kept when the key is deleted,
+    digest BLOB,                   -- (digest NULL) so a re-created key never reuses the
+    PRIMARY KEY (domain, label)    -- associated data of a deleted one
 ) STRICT;
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -73,6 +74,28 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT NOT NULL
 ) STRICT;
 """
+
+
+def _inspect(path: Path) -> None:
+    """Refuse a file that is not a healthy TRE database, without changing it."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"{path} cannot be opened as a TRE database: {exc}") from None
+    try:
+        (app_id,) = conn.execute("PRAGMA application_id").fetchone()
+        if app_id != APPLICATION_ID:
+            raise StorageError(f"{path} is not a TRE database")
+        (check,) = conn.execute("PRAGMA quick_check").fetchone()
+        if check != "ok":
+            raise StorageError(f"{path} is corrupt ({check})")
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is None or row[0] != SCHEMA_VERSION:
+            raise StorageError(f"{path} has an unknown schema version")
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"{path} cannot be opened as a TRE database: {exc}") from None
+    finally:
+        conn.close()
 
 
 def _connect(path: Path | None) -> sqlite3.Connection:
@@ -85,12 +108,28 @@ def _connect(path: Path | None) -> sqlite3.Connection:
     return conn
 
 
+class CommitHook(Protocol):
+    """Told about every write transaction (the key index, tre/_keyindex.py, is one)."""
+
+    def seal(self, conn: sqlite3.Connection, generation: int) -> None:
+        """Inside the transaction, after the generation moved."""
+
+    def abandon(self) -> None:
+        """The transaction rolled back."""
+
+
 class Store:
     """Synchronous access; use it from one thread at a time (see :class:`AsyncStore`)."""
 
-    def __init__(self, conn: sqlite3.Connection, counter: MonotonicCounter | None) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        counter: MonotonicCounter | None,
+        hook: CommitHook | None = None,
+    ) -> None:
         self._conn = conn
         self._counter = counter
+        self._hook = hook
 
     def __repr__(self) -> str:
         return f"Store(counter={self._counter!r})"
@@ -98,14 +137,16 @@ class Store:
     # --- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: Path | None, counter: MonotonicCounter | None) -> Store:
+    def create(
+        cls, path: Path | None, counter: MonotonicCounter | None, hook: CommitHook | None = None
+    ) -> Store:
         """A new database (refuses an existing file). The counter must already exist at 0."""
         if path is not None and path.exists():
             raise StorageError(f"{path} already exists")
         conn = _connect(path)
         conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         conn.executescript(_SCHEMA)
-        store = cls(conn, counter)
+        store = cls(conn, counter, hook)
         store.write(
             lambda c: c.execute(
                 "INSERT INTO meta(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
@@ -114,28 +155,21 @@ class Store:
         return store
 
     @classmethod
-    def open(cls, path: Path, counter: MonotonicCounter | None) -> Store:
-        """Open an existing database, refusing a foreign, corrupt or rolled-back one."""
+    def open(
+        cls, path: Path, counter: MonotonicCounter | None, hook: CommitHook | None = None
+    ) -> Store:
+        """Open an existing database, refusing a foreign, corrupt or rolled-back one. The
+        file is looked at read-only first, so a database that is refused is left as it was."""
         if not path.is_file():
             raise StorageError(f"{path} does not exist")
+        _inspect(path)
+        conn = _connect(path)
+        store = cls(conn, counter, hook)
         try:
-            conn = _connect(path)
-            (app_id,) = conn.execute("PRAGMA application_id").fetchone()
-            if app_id != APPLICATION_ID:
-                conn.close()
-                raise StorageError(f"{path} is not a TRE database")
-            (check,) = conn.execute("PRAGMA quick_check").fetchone()
-            if check != "ok":
-                conn.close()
-                raise StorageError(f"{path} is corrupt ({check})")
-            row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise StorageError(f"{path} cannot be opened as a TRE database: {exc}") from None
-        if row is None or row[0] != SCHEMA_VERSION:
+            store._check_rollback()
+        except BaseException:
             conn.close()
-            raise StorageError(f"{path} has an unknown schema version")
-        store = cls(conn, counter)
-        store._check_rollback()
+            raise
         return store
 
     def _check_rollback(self) -> None:
@@ -153,6 +187,8 @@ class Store:
 
     def close(self) -> None:
         self._conn.close()
+        if self._counter is not None:
+            self._counter.close()
 
     # --- access ----------------------------------------------------------------------------
 
@@ -173,15 +209,16 @@ class Store:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
-                conn.execute(
-                    "INSERT INTO meta(key, value) VALUES ('generation', 1) "
-                    "ON CONFLICT(key) DO UPDATE SET value = value + 1"
-                )
                 (generation,) = conn.execute(
-                    "SELECT value FROM meta WHERE key = 'generation'"
+                    "INSERT INTO meta(key, value) VALUES ('generation', 1) "
+                    "ON CONFLICT(key) DO UPDATE SET value = value + 1 RETURNING value"
                 ).fetchone()
+                if self._hook is not None:
+                    self._hook.seal(conn, int(generation))
             except BaseException:
                 conn.execute("ROLLBACK")
+                if self._hook is not None:
+                    self._hook.abandon()
                 raise
             conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:

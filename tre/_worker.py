@@ -4,6 +4,9 @@ How a handler's ending becomes the caller's outcome:
 
 - it returns: the value is encoded (against the *caller's* frame limit) and sent back;
 - it raises :class:`ServiceError`: REMOTE_ERROR with the handler's code and message;
+- a session handshake or message it was handed is refused (:class:`SessionRefused`,
+  :class:`ipc.SessionError`): REMOTE_ERROR ``SESSION_REFUSED`` / ``SESSION``: a bad message
+  from a peer is answered, never a fault of the domain that received it;
 - it lets a :class:`CallError` (or an unencodable body) of a call *it* made escape:
   REMOTE_ERROR ``UPSTREAM_<CODE>``: the failure came from outside, the domain carries on;
 - it is cancelled because its caller's deadline passed: nothing is sent (the caller already
@@ -24,6 +27,7 @@ import ipc
 from ._errors import CallError, ServiceError, TooLarge
 from ._kernel import PASSTHROUGH
 from ._records import CURRENT, DomainRuntime
+from ._sessions import SessionRefused
 from ._slot import ReplySlot
 
 if TYPE_CHECKING:
@@ -86,6 +90,10 @@ async def worker(
                     result = await handlers[request[2]](caller.id, request[4])
                 except ServiceError as exc:
                     reply = codec.error(msgid, "REMOTE_ERROR", _safe(exc))
+                except SessionRefused as exc:
+                    reply = codec.error(msgid, "REMOTE_ERROR", f"SESSION_REFUSED: {exc.reason}")
+                except ipc.SessionError:
+                    reply = codec.error(msgid, "REMOTE_ERROR", "SESSION: the message was refused")
                 except _UPSTREAM as exc:
                     reply = codec.error(
                         msgid,

@@ -18,6 +18,9 @@ PLATFORM = {
     "hardware": "rev C",
     "firmware": "7.4.1",
 }
+#: What oem requires of the meter domain before it archives readings: the utility's
+#: domain at svn 3 or later.
+METER_EXPECT = tre.Expect(min_svn=3)
 #: The keystore label of the Ed25519 key that signs timestamps.
 STAMP_KEY = "timestamp"
 
@@ -41,6 +44,7 @@ class OemDomain(tre.Domain):
         super().__init__(ctx)
         self._seq = 0
         self._public = b""
+        self.archived: list[bytes] = []
 
     async def setup(self) -> None:
         keystore = self.ctx.keystore
@@ -73,3 +77,19 @@ class OemDomain(tre.Domain):
         now = trio.current_time()
         signature = self.ctx.keystore.sign(STAMP_KEY, stamp_payload(digest, self._seq, now, caller))
         return {"seq": self._seq, "monotonic": now, "for": caller, "sig": signature}
+
+    # --- an attested session with meter: readings archived end to end ---------------------
+
+    @tre.service
+    async def session(self, caller: str, body: Any) -> dict[str, Any]:
+        """Where meter opens its attested session (see tre/_sessions.py)."""
+        return self.ctx.accept_session(caller, body, expect=METER_EXPECT)
+
+    @tre.service
+    async def archive(self, caller: str, body: Any) -> bytes:
+        """Store a batch of readings that meter sent sealed in its session; answer sealed."""
+        session = self.ctx.session(caller)
+        if not isinstance(body, bytes):
+            raise tre.ServiceError("BAD_REQUEST", "expected a sealed session message")
+        self.archived.append(session.open(body))
+        return session.seal(len(self.archived).to_bytes(4, "big"))

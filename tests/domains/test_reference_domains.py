@@ -303,10 +303,13 @@ async def test_reference_policy_edges(t: tre.TRE, autojump_clock: trio.abc.Clock
         (host, "meter", "latest"),
         (host, "meter", "history"),
         (host, "meter", "selftest"),
+        (host, "meter", "backup"),
         (host, "mno", "status"),
         ("meter", "oem", "timestamp"),
         ("meter", "oem", "time"),
         ("meter", "oem", "info"),
+        ("meter", "oem", "session"),
+        ("meter", "oem", "archive"),
         ("mno", "oem", "info"),
     }
     assert t.policy.isolated == {"vault"}

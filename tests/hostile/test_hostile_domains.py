@@ -249,6 +249,11 @@ CONTEXT_API = {
     "notify",
     "watch",
     "start_soon",
+    "report",
+    "check_report",
+    "open_session",
+    "accept_session",
+    "session",
 }
 
 

@@ -108,7 +108,7 @@ def test_default_config() -> None:
     assert cfg.paths == ()
     assert dict(cfg.host.calls) == {
         "oem": frozenset({"info", "time"}),
-        "meter": frozenset({"latest", "history", "selftest"}),
+        "meter": frozenset({"latest", "history", "selftest", "backup"}),
         "mno": frozenset({"status"}),
     }
     assert "vault" not in cfg.host.calls

@@ -237,7 +237,11 @@ async def test_package_folder_plugin_with_relative_import(autojump_clock: trio.a
 def test_folder_whose_entry_is_an_installed_module(tmp_path: Path) -> None:
     """A folder with just a manifest: the entry module is imported from sys.path."""
     (tmp_path / "domain.toml").write_text(
-        _toml("oem-copy", "domains.oem:OemDomain", ("info", "time", "timestamp"))
+        _toml(
+            "oem-copy",
+            "domains.oem:OemDomain",
+            ("info", "time", "timestamp", "session", "archive"),
+        )
     )
     s = tre.load_domain_dir(tmp_path)
     assert s.id == "oem-copy"
