@@ -28,9 +28,11 @@ is a place for a parser differential: at most :data:`MAX_SIGN1_SIZE` bytes, nest
 bytes, only integers, byte strings, text strings, arrays and maps with integer or text keys
 (no floats, simple values or tags except the COSE_Sign1 tag where it belongs), and the input
 must be exactly the deterministic encoding of what was decoded, so one value has one
-encoding. Every semantic tag is intercepted before cbor2 interprets it (cbor2 would, for
-instance, import :mod:`email` to decode a MIME tag 36). Every fault is an
-:class:`~attestation.EvidenceError`; nothing else escapes the parser.
+encoding. Every semantic tag is intercepted before cbor2 interprets it (cbor2 would
+otherwise turn tag 1 into a datetime, a bignum tag 2 into an int, a tag 36 into an email
+message...). Every fault is an :class:`~attestation.EvidenceError`; nothing else escapes
+the parser, certificates included (cryptography parses some of their fields lazily, so
+:func:`parse_sign1` reads them all at once).
 
 Sans-I/O, but this module imports :mod:`cryptography.x509` (which loads the stdlib
 ``socket`` module), so :mod:`attestation` loads it on first use.
@@ -143,7 +145,7 @@ class _TagPolicy(Mapping[int, Callable[[Any, bool], Any]]):
     plain :class:`cbor2.CBORTag`, any other one is an error. cbor2 looks each tag up with
     ``mapping[tag]`` before its own decoders, so none of those ever runs. (Iteration lists
     only the allowed tags; lookup answers for all of them, on purpose.) Should a cbor2
-    release stop consulting the mapping for its built-in tags, :func:`_check_types` and the
+    release stop consulting the mapping for its built-in tags, :func:`_check_value` and the
     deterministic re-encoding still refuse what those decoders produce."""
 
     def __init__(self, allowed: frozenset[int]) -> None:
@@ -174,26 +176,55 @@ _POLICIES = {
 }
 
 
-def _check_types(value: Any, depth: int = 0) -> None:
-    """Only what our profile carries. ``bool`` is excluded even though it is an ``int``."""
-    if isinstance(value, bytes | str) or (type(value) is int):
+def _check_value(value: Any, depth: int = 0) -> None:
+    """Only what our profile carries (exact types: ``bool`` is not an ``int`` here), with
+    every map's keys in RFC 8949 section 4.2.1 order (bytewise by their encodings, strictly
+    increasing). The rest of deterministic encoding is checked by re-encoding."""
+    kind = type(value)
+    if kind is int or kind is bytes or kind is str:
         return
-    if isinstance(value, cbor2.CBORTag):
+    if kind is dict or kind is cbor2.frozendict:
+        previous = b""
+        for key, item in value.items():
+            if type(key) is not int and type(key) is not str:
+                raise EvidenceError(f"a map key is a {type(key).__name__}, not an int or text")
+            encoded = cbor2.dumps(key)
+            if encoded <= previous:
+                raise EvidenceError(
+                    "map keys are not in deterministic order (RFC 8949 section 4.2.1)"
+                )
+            previous = encoded
+            _check_value(item, depth + 1)
+        return
+    if kind is list or kind is tuple:
+        for item in value:
+            _check_value(item, depth + 1)
+        return
+    if kind is cbor2.CBORTag:
         if depth:
             raise EvidenceError(f"a CBOR tag {value.tag} is nested inside a value")
-        _check_types(value.value, depth + 1)
+        _check_value(value.value, depth + 1)
         return
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not (isinstance(key, str) or type(key) is int):
-                raise EvidenceError(f"a map key is a {type(key).__name__}, not an int or text")
-            _check_types(item, depth + 1)
-        return
-    if isinstance(value, list | tuple):
-        for item in value:
-            _check_types(item, depth + 1)
-        return
-    raise EvidenceError(f"a {type(value).__name__} value is not allowed in our CBOR profile")
+    raise EvidenceError(f"a {kind.__name__} value is not allowed in our CBOR profile")
+
+
+def _require_strict_cbor2() -> None:
+    """cbor2 6.1 added ``allow_duplicate_keys`` (6.0: ``semantic_decoders`` taking a value,
+    ``allow_indefinite``). With an older cbor2 every call would fail with a TypeError that
+    :func:`decode` reports as malformed evidence: fail loudly at import instead."""
+    try:
+        cbor2.loads(
+            b"\xa0",
+            semantic_decoders={},
+            max_depth=MAX_DEPTH,
+            allow_indefinite=False,
+            allow_duplicate_keys=False,
+        )
+    except TypeError as exc:
+        raise ImportError(f"attestation needs cbor2 >= 6.1 for strict decoding: {exc}") from None
+
+
+_require_strict_cbor2()
 
 
 def decode(data: bytes, what: str, *, tags: frozenset[int] = frozenset()) -> Any:
@@ -218,15 +249,17 @@ def decode(data: bytes, what: str, *, tags: frozenset[int] = frozenset()) -> Any
         raise EvidenceError(
             f"{what} is not well-formed CBOR for our profile: {exc}{cause}"
         ) from None
-    _check_types(value)
+    _check_value(value)
+    # cbor2 writes maps in the order it read them, shortest heads and definite lengths:
+    # with the key order checked above, equal bytes mean deterministic encoding.
     try:
-        canonical = encode(value)
+        again = cbor2.dumps(value)
     except (TypeError, ValueError, cbor2.CBORError) as exc:  # pragma: no cover - checked above
         raise EvidenceError(f"{what} cannot be re-encoded: {exc}") from None
-    if canonical != data:
+    if again != data:
         raise EvidenceError(
             f"{what} is not in deterministic CBOR (RFC 8949 section 4.2.1): non-shortest "
-            "lengths, unsorted map keys or trailing bytes"
+            "lengths or trailing bytes"
         )
     return value
 

@@ -2,11 +2,11 @@
 
 In the manner of python-tuf's ``trusted_metadata_set``: the reference time ``now`` is passed
 in once and used for every certificate; each step cites the rule it enforces; a failure in
-steps 1 to 5 stops the appraisal (nothing after it could be trusted), a later one lowers the
-trustworthiness claims it concerns and the appraisal goes on, so the result lists every
-problem found. Bad evidence never raises: it yields an :class:`Appraisal`. Only programmer
-errors raise (``TypeError`` for an argument of the wrong type, ``ValueError`` for a naive
-``now``).
+steps 1 to 4, or claims that do not parse in step 5, stops the appraisal (nothing after it
+could be trusted), a later one lowers the trustworthiness claims it concerns and the
+appraisal goes on, so the result lists every problem found. Bad evidence never raises: it
+yields an :class:`Appraisal`. Only programmer errors raise (``TypeError`` for an argument of
+the wrong type, ``ValueError`` for a naive ``now``).
 
 The steps::
 
@@ -14,15 +14,18 @@ The steps::
     2  algorithm allow-list (EdDSA, protected), empty      RFC 9052 s3, s3.1; RFC 9053 s2.2
        unprotected header, no unknown header parameter
     3  x5chain present; leaf -> manufacturer CA at `now`;  RFC 9360 s2, RFC 5280 s6
-       the leaf is a DeviceID certificate
+       the leaf is a DeviceID certificate (CA, CN "TRE    RFC 5280 s4.2.1.3, s4.2.1.9
+       DeviceID", one UEID, Ed25519, digitalSignature)
     4  outer signature with the DeviceID key               RFC 9052 s4.4
     5  claims: profile, exact claim set, types; the ueid   RFC 9711 s4, s6.3; RFC 8392
        claim is the UEID the DeviceID certificate names
     6  nonce: 8..64 bytes both sides, equal (constant time) RFC 9711 s4.1
     7  bootcount not below the last one seen               RFC 9711 s4.2.11
     8  each submodule: CWT-tagged COSE_Sign1, alg, chain    RFC 9711 s4.2.18.3, s7.3.2
-       alias -> THIS DeviceID, signature, claims, TcbInfo
-       agrees with the claims, same ueid as the outer token
+       alias -> THIS DeviceID (an end-entity Ed25519       RFC 8392 s6; TCG DICE
+       certificate with digitalSignature), signature,
+       claims, TcbInfo agrees with the claims, same ueid
+       as the outer token
     9  policy and reference values: TRE lifecycle, domain   (our profile; reference file)
        states, TRE measurement and policy hash, per domain
        measurement, owner hash, min svn, unknown/missing
@@ -225,8 +228,6 @@ class Appraisal:
     status: str
     #: AR4SI trustworthiness claim -> tier.
     vector: Mapping[str, str]
-    #: AR4SI trustworthiness claim -> enumeration value (-128..127).
-    codes: Mapping[str, int]
     #: The UEID the evidence claims (known from step 5 on), else None.
     ueid: bytes | None
     #: The boot count the evidence claims (known from step 5 on), else None.
@@ -236,6 +237,8 @@ class Appraisal:
     domains: Mapping[str, Mapping[str, Any]]
     #: Every problem code found, in the order found, without repeats.
     problems: tuple[str, ...]
+    #: AR4SI trustworthiness claim -> enumeration value (-128..127) behind its tier.
+    codes: Mapping[str, int] = attrs.field(factory=dict)
     #: One line per problem occurrence, for people and the audit log.
     details: tuple[str, ...] = ()
 
@@ -293,6 +296,7 @@ class _Appraiser:
         self.problems: list[tuple[str, str | None, str]] = []
         self.stopped = False
         self.claims: TreClaims | None = None
+        self.device_ueid = b""
         self.domains: dict[str, dict[str, Any]] = {}
         self.appraised: dict[str, DomainClaims] = {}
         self.matched: set[str] = set()
@@ -317,7 +321,7 @@ class _Appraiser:
             self.step2_headers(msg)
             device, issuers = self.step3_chain(msg)
             self.step4_signature(msg, device)
-            claims = self.step5_claims(msg, device)
+            claims = self.step5_claims(msg)
         except _Stop:
             return
         self.step6_nonce(claims)
@@ -378,18 +382,18 @@ class _Appraiser:
             raise self.stop("untrusted-chain", exc.message) from None
         except ValueError as exc:  # a certificate field cryptography cannot parse
             raise self.stop("untrusted-chain", str(exc)) from None
-        try:
-            constraints = device.extensions.get_extension_for_class(x509.BasicConstraints).value
+        problem = _signer_problem(device, ca=True)
+        if problem is None:
             names = device.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-            device_ueid(device)
-        except (x509.ExtensionNotFound, ValueError, InvalidIdentity) as exc:
-            raise self.stop("not-device-cert", f"the signer is not a DeviceID: {exc}") from None
-        if (
-            not constraints.ca
-            or [n.value for n in names] != [DEVICE_COMMON_NAME]
-            or not isinstance(_public_key(device), Ed25519PublicKey)
-        ):
-            raise self.stop("not-device-cert", "the signer's certificate is not a DeviceID")
+            if [n.value for n in names] != [DEVICE_COMMON_NAME]:
+                problem = f"its common name is not {DEVICE_COMMON_NAME!r}"
+        if problem is None:
+            try:
+                self.device_ueid = device_ueid(device)
+            except InvalidIdentity as exc:
+                problem = exc.message
+        if problem is not None:
+            raise self.stop("not-device-cert", f"the signer is not a DeviceID: {problem}")
         return device, [device, *intermediates, self.ca]
 
     def step4_signature(self, msg: Sign1, device: x509.Certificate) -> None:
@@ -402,7 +406,7 @@ class _Appraiser:
         except EvidenceError as exc:
             raise self.stop(exc.reason, exc.message) from None
 
-    def step5_claims(self, msg: Sign1, device: x509.Certificate) -> TreClaims:
+    def step5_claims(self, msg: Sign1) -> TreClaims:
         # Step 5. RFC 9711 section 6.3 (our profile): eat_profile, exactly the claims the
         # profile defines, each of its type (RFC 8392, RFC 9711 section 4).
         try:
@@ -411,7 +415,7 @@ class _Appraiser:
             raise self.stop(exc.reason, exc.message) from None
         self.claims = claims
         # The ueid claim names the device whose certificate signed (RFC 9711 section 4.2.1).
-        if claims.ueid != device_ueid(device):
+        if claims.ueid != self.device_ueid:
             self.problem("ueid-mismatch", "the ueid claim is not the DeviceID's UEID")
         return claims
 
@@ -491,10 +495,12 @@ class _Appraiser:
         except ValueError as exc:  # a certificate field cryptography cannot parse
             self.problem("submod-untrusted-chain", str(exc), domain)
             return None
-        public = _public_key(alias)
-        if not isinstance(public, Ed25519PublicKey):
-            self.problem("submod-untrusted-chain", "the alias key is not Ed25519", domain)
+        problem = _signer_problem(alias, ca=False)
+        if problem is not None:
+            self.problem("submod-untrusted-chain", f"not an alias certificate: {problem}", domain)
             return None
+        public = alias.public_key()
+        assert isinstance(public, Ed25519PublicKey)  # _signer_problem
         # 8d. RFC 9052 section 4.4, with the alias key.
         try:
             verify_sign1(msg, public, allowed_algs=ALLOWED_ALGS)
@@ -661,12 +667,23 @@ class _Appraiser:
         )
 
 
-def _public_key(cert: x509.Certificate) -> object:
-    """The certificate's public key, or None if cryptography cannot load it."""
+def _signer_problem(cert: x509.Certificate, *, ca: bool) -> str | None:
+    """Why ``cert`` cannot sign tokens, or None. An Ed25519 key with keyUsage
+    digitalSignature (RFC 5280 section 4.2.1.3: it signs something other than
+    certificates); a CA certificate for the DeviceID (``ca``), never for an alias."""
     try:
-        return cert.public_key()
-    except (ValueError, UnsupportedAlgorithm):
-        return None
+        public = cert.public_key()
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except (x509.ExtensionNotFound, ValueError, UnsupportedAlgorithm) as exc:
+        return str(exc)
+    if not isinstance(public, Ed25519PublicKey):
+        return "its key is not Ed25519"
+    if not usage.digital_signature:
+        return "its keyUsage lacks digitalSignature"
+    if constraints.ca != ca:
+        return "it is a CA certificate" if constraints.ca else "it is not a CA certificate"
+    return None
 
 
 def _verify_alias(

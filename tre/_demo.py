@@ -223,6 +223,8 @@ async def _demo(out: TextIO, interval: float) -> int:
 
 
 def run_demo(
-    interval: float = 0.1, out: TextIO = sys.stdout, runner: Callable[..., Any] = trio.run
+    interval: float = 0.1, out: TextIO | None = None, runner: Callable[..., Any] = trio.run
 ) -> int:
-    return int(runner(_demo, out, interval))
+    # sys.stdout is looked up at call time (a default argument would freeze the stream
+    # that was current at import, which test runners replace).
+    return int(runner(_demo, out if out is not None else sys.stdout, interval))

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import cbor2
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -127,6 +128,44 @@ def nested_other_ueid(w: World) -> bytes:
     meter = w.a.domains["meter"]
     claims = {**claims_of(meter.token), 256: w.b.ueid}
     return with_nested(w, "meter", forge(claims, meter.key, x5chain=[meter.cert]))
+
+
+def usage(*, sign: bool, cert_sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=sign,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def odd_alias(w: World, *, ca: bool, sign: bool) -> bytes:
+    """meter's token under an alias certificate the DeviceID issued with other
+    constraints (a compromised TRE can issue anything under its DeviceID)."""
+    meter = w.a.domains["meter"]
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(meter.cert.subject)
+        .issuer_name(w.a.cert.subject)
+        .public_key(meter.key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(meter.cert.not_valid_before_utc)
+        .not_valid_after(meter.cert.not_valid_after_utc)
+    )
+    for ext in meter.cert.extensions:
+        value: x509.ExtensionType = ext.value
+        if isinstance(value, x509.BasicConstraints):
+            value = x509.BasicConstraints(ca=ca, path_length=None)
+        elif isinstance(value, x509.KeyUsage):
+            value = usage(sign=sign, cert_sign=ca)
+        builder = builder.add_extension(value, ext.critical)
+    cert = builder.sign(w.a.key, None)
+    return with_nested(w, "meter", forge(claims_of(meter.token), meter.key, x5chain=[cert]))
 
 
 def nested_forged(w: World, name: str, **kw: Any) -> bytes:
@@ -424,6 +463,18 @@ ATTACKS = [
     Attack(
         "nested token's x5chain with the DeviceID appended",
         lambda w: plain(nested_forged(w, "meter", x5chain=[w.a.domains["meter"].cert, w.a.cert])),
+        "submod-untrusted-chain",
+        "contraindicated",
+    ),
+    Attack(
+        "nested token under a CA certificate the DeviceID issued",
+        lambda w: plain(odd_alias(w, ca=True, sign=True)),
+        "submod-untrusted-chain",
+        "contraindicated",
+    ),
+    Attack(
+        "nested token under an alias certificate without digitalSignature",
+        lambda w: plain(odd_alias(w, ca=False, sign=False)),
         "submod-untrusted-chain",
         "contraindicated",
     ),
