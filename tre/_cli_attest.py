@@ -75,6 +75,7 @@ def _load_table(path: Path) -> dict[str, Any]:
 
 def cmd_reference(args: argparse.Namespace) -> int:
     device, maker = _offline_maker(Path(args.state))
+    policy_hash = maker.policy_hash
     try:
         domains = {
             domain_id: attestation.DomainReference(
@@ -86,12 +87,34 @@ def cmd_reference(args: argparse.Namespace) -> int:
         }
     finally:
         device.store.sync.close()
-    reference = attestation.Reference(domains=domains)
+    reference = attestation.Reference(
+        domains=domains,
+        tre_measurements=frozenset({device.tre_measurement}),
+        policy_hashes=frozenset({policy_hash}),
+    )
     Path(args.out).write_text(
         json.dumps(attestation.reference_to_dict(reference), indent=2, sort_keys=True) + "\n"
     )
     print(f"reference values for {len(domains)} domains: {args.out}")
     return 0
+
+
+def _read_history(path: Path) -> dict[str, int]:
+    """The verifier's memory: UEID (hex) -> last boot count seen. Always JSON."""
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(str(path), "", f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "", "must be a JSON object of UEID -> boot count")
+    for key, value in data.items():
+        if type(value) is not int or value < 0:
+            raise ConfigError(str(path), str(key), "must be a non-negative integer boot count")
+    return data
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -107,9 +130,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             reference = attestation.parse_reference(_load_table(Path(args.reference)))
         except attestation.AttestationError as exc:
             raise ConfigError(args.reference, "", exc.message) from None
-    history: dict[str, int] = {}
-    if args.history and Path(args.history).exists():
-        history = {str(k): int(v) for k, v in _load_table(Path(args.history)).items()}
+    history = _read_history(Path(args.history)) if args.history else {}
     # The verifier learns the UEID only from the evidence; look the last boot count up after
     # a first pass, then appraise with it (the appraisal itself stays one call, I/O-free).
     now = dt.datetime.now(dt.UTC)

@@ -66,7 +66,11 @@ def _golden(t: TRE) -> attestation.Reference:
         domains[d.id] = attestation.DomainReference(
             measurements=frozenset({keys.measurement}), owner_hash=keys.owner_hash, min_svn=d.svn
         )
-    return attestation.Reference(domains=domains)
+    return attestation.Reference(
+        domains=domains,
+        tre_measurements=frozenset({t._kernel.device.tre_measurement}),
+        policy_hashes=frozenset({bytes.fromhex(t.policy.digest())}),
+    )
 
 
 def _short(value: Any) -> str:

@@ -56,6 +56,10 @@ class EvidenceMaker:
             self._tokens = tokens
         return self._tokens
 
+    @property
+    def policy_hash(self) -> bytes:
+        return self._policy_hash
+
     def domain_keys(self) -> dict[str, DomainKeys]:
         return dict(self._domains)
 
