@@ -127,9 +127,11 @@ if TYPE_CHECKING:
     from ._eat import UEID as UEID
     from ._eat import DomainClaims as DomainClaims
     from ._eat import TreClaims as TreClaims
+    from ._eat import TreTokenTemplate as TreTokenTemplate
     from ._eat import domain_token as domain_token
     from ._eat import parse_claims as parse_claims
     from ._eat import tre_token as tre_token
+    from ._eat import tre_token_payload as tre_token_payload
     from ._eat import unwrap_nested as unwrap_nested
     from ._eat import wrap_nested as wrap_nested
     from ._verify import PROBLEMS as PROBLEMS
@@ -185,7 +187,9 @@ _LAZY = {
             "TreClaims",
             "domain_token",
             "parse_claims",
+            "TreTokenTemplate",
             "tre_token",
+            "tre_token_payload",
             "unwrap_nested",
             "wrap_nested",
         ),
@@ -262,6 +266,7 @@ __all__ = [
     "TcbInfo",
     "TreCdis",
     "TreClaims",
+    "TreTokenTemplate",
     "alias_key",
     "authority_hash",
     "check_domain_id",
@@ -299,6 +304,7 @@ __all__ = [
     "to_pem",
     "tre_cdis",
     "tre_token",
+    "tre_token_payload",
     "ueid_from_imei",
     "ueid_urn",
     "unwrap_nested",

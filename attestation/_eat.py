@@ -85,9 +85,11 @@ __all__ = [
     "UEID",
     "DomainClaims",
     "TreClaims",
+    "TreTokenTemplate",
     "domain_token",
     "parse_claims",
     "tre_token",
+    "tre_token_payload",
     "unwrap_nested",
     "wrap_nested",
 ]
@@ -490,9 +492,7 @@ def domain_token(
     return sign1(claims.to_wire(), key, x5chain=[alias_cert])
 
 
-def tre_token(
-    device_key: Ed25519PrivateKey,
-    device_cert: x509.Certificate,
+def tre_token_payload(
     *,
     nonce: bytes,
     ueid: bytes,
@@ -503,16 +503,7 @@ def tre_token(
     submods: Mapping[str, bytes],
     iat: int,
 ) -> bytes:
-    """The evidence: the outer token, a tagged COSE_Sign1 signed by the DeviceID key with
-    x5chain = ``[device_cert]``, carrying ``nonce`` and one submodule per entry of
-    ``submods`` (domain id -> the bytes :func:`domain_token` returned).
-
-    :class:`InvalidIdentity` for a bad input: a nonce outside 8..64 bytes, a submodule that
-    is not a tagged COSE_Sign1, more than :data:`MAX_SUBMODS` of them, a key that does not
-    match the certificate. The nested tokens are not re-verified here (that is the
-    verifier's job, and this runs once per request).
-    """
-    key = _check_signer(device_key, device_cert, "DeviceID")
+    """The outer token's claims, checked and encoded (deterministic CBOR)."""
     if not isinstance(submods, Mapping):
         raise InvalidIdentity("submods must be a mapping of domain id to token bytes")
     if len(submods) > MAX_SUBMODS:
@@ -533,4 +524,111 @@ def tre_token(
         lifecycle=_state("lifecycle", lifecycle, _invalid),
         submods=nested,
     )
-    return sign1(claims.to_wire(), key, x5chain=[device_cert])
+    return claims.to_wire()
+
+
+def tre_token(
+    device_key: Ed25519PrivateKey,
+    device_cert: x509.Certificate,
+    *,
+    nonce: bytes,
+    ueid: bytes,
+    bootcount: int,
+    tre_measurement: bytes,
+    policy_hash: bytes,
+    lifecycle: str,
+    submods: Mapping[str, bytes],
+    iat: int,
+) -> bytes:
+    """The evidence: the outer token, a tagged COSE_Sign1 signed by the DeviceID key with
+    x5chain = ``[device_cert]``, carrying ``nonce`` and one submodule per entry of
+    ``submods`` (domain id -> the bytes :func:`domain_token` returned).
+
+    :class:`InvalidIdentity` for a bad input: a nonce outside 8..64 bytes, a submodule that
+    is not a tagged COSE_Sign1, more than :data:`MAX_SUBMODS` of them, a key that does not
+    match the certificate. The nested tokens are not re-verified here (that is the
+    verifier's job, and this runs once per request). For many requests with the same
+    inputs, :class:`TreTokenTemplate` does the same work once.
+    """
+    key = _check_signer(device_key, device_cert, "DeviceID")
+    payload = tre_token_payload(
+        nonce=nonce,
+        ueid=ueid,
+        bootcount=bootcount,
+        tre_measurement=tre_measurement,
+        policy_hash=policy_hash,
+        lifecycle=lifecycle,
+        submods=submods,
+        iat=iat,
+    )
+    return sign1(payload, key, x5chain=[device_cert])
+
+
+class TreTokenTemplate:
+    """:func:`tre_token` for many nonces, from inputs that stay the same for a boot.
+
+    Everything but the nonce and ``iat`` is checked and encoded once. In the deterministic
+    encoding those two are the first entries of the claims map (keys 6 and 10 sort before
+    every other key), so each request only encodes them, prepends them to the stored rest
+    of the map and signs: :meth:`sign` gives exactly the bytes :func:`tre_token` would.
+    """
+
+    def __init__(
+        self,
+        device_key: Ed25519PrivateKey,
+        device_cert: x509.Certificate,
+        *,
+        ueid: bytes,
+        bootcount: int,
+        tre_measurement: bytes,
+        policy_hash: bytes,
+        lifecycle: str,
+        submods: Mapping[str, bytes],
+    ) -> None:
+        self._key = _check_signer(device_key, device_cert, "DeviceID")
+        self._cert = device_cert
+        placeholder = bytes(MIN_NONCE_SIZE)
+        # The one full encoding, with a placeholder nonce and iat 0, validates every input
+        # exactly as tre_token does; then it is cut after those two entries.
+        wire = tre_token_payload(
+            nonce=placeholder,
+            ueid=ueid,
+            bootcount=bootcount,
+            tre_measurement=tre_measurement,
+            policy_hash=policy_hash,
+            lifecycle=lifecycle,
+            submods=submods,
+            iat=0,
+        )
+        first = cbor2.dumps(IAT) + cbor2.dumps(0) + cbor2.dumps(NONCE) + cbor2.dumps(placeholder)
+        head = _map_head(wire)
+        if wire[len(head) : len(head) + len(first)] != first:  # pragma: no cover - see above
+            raise InvalidIdentity("the claims map does not start with iat and nonce")
+        self._head = head
+        self._tail = wire[len(head) + len(first) :]
+
+    def sign(self, nonce: bytes, iat: int) -> bytes:
+        """The evidence for ``nonce`` at ``iat`` (seconds since the epoch)."""
+        nonce = _nonce(nonce, _invalid)
+        iat = _uint("iat", iat, _MAX_UINT, _invalid)
+        payload = b"".join(
+            (
+                self._head,
+                cbor2.dumps(IAT),
+                cbor2.dumps(iat),
+                cbor2.dumps(NONCE),
+                cbor2.dumps(nonce),
+                self._tail,
+            )
+        )
+        return sign1(payload, self._key, x5chain=[self._cert])
+
+
+def _map_head(encoded_map: bytes) -> bytes:
+    """The initial bytes (major type 5 and its length) of a definite-length CBOR map."""
+    first = encoded_map[0]
+    if first >> 5 != 5:  # pragma: no cover - our own encoding
+        raise InvalidIdentity("not a CBOR map")
+    extra = first & 0x1F
+    size = 1 + {24: 1, 25: 2, 26: 4, 27: 8}.get(extra, 0)
+    return encoded_map[:size]

@@ -33,6 +33,8 @@ class EvidenceMaker:
         self._policy_hash = policy_hash
         self._domains = dict(domains)
         self._tokens: dict[str, bytes] | None = None
+        self._template: attestation.TreTokenTemplate | None = None
+        self._template_key: tuple[int, object] = (-1, None)
 
     def _domain_tokens(self) -> dict[str, bytes]:
         if self._tokens is None:
@@ -66,18 +68,23 @@ class EvidenceMaker:
     def forget(self) -> None:
         """Make the tokens again at the next request (a domain's state changed)."""
         self._tokens = None
+        self._template = None
 
     def evidence(self, nonce: bytes) -> bytes:
+        """Sign the evidence for ``nonce``. Everything but the nonce and the time is checked
+        and encoded once per boot (and again after :meth:`forget`)."""
         device = self._device
-        return attestation.tre_token(
-            device.device_key,
-            device.device_cert,
-            nonce=nonce,
-            ueid=device.ueid,
-            bootcount=device.boot_count,
-            tre_measurement=device.tre_measurement,
-            policy_hash=self._policy_hash,
-            lifecycle=device.tre_state.value,
-            submods=self._domain_tokens(),
-            iat=int(time.time()),
-        )
+        template = self._template
+        if template is None or self._template_key != (device.boot_count, device.tre_state):
+            template = self._template = attestation.TreTokenTemplate(
+                device.device_key,
+                device.device_cert,
+                ueid=device.ueid,
+                bootcount=device.boot_count,
+                tre_measurement=device.tre_measurement,
+                policy_hash=self._policy_hash,
+                lifecycle=device.tre_state.value,
+                submods=self._domain_tokens(),
+            )
+            self._template_key = (device.boot_count, device.tre_state)
+        return template.sign(nonce, int(time.time()))
