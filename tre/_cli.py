@@ -19,6 +19,7 @@ import trio
 
 from ._cli_attest import add_attest_commands
 from ._cli_device import add_device_commands
+from ._cli_integrity import add_integrity_commands
 from ._config import TREConfig, default_config, load_config
 from ._errors import TREError
 from ._loader import DomainSpec, resolve
@@ -252,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     ps.set_defaults(func=cmd_policy_show)
     add_device_commands(sub, _Parser)
     add_attest_commands(sub, _Parser)
+    add_integrity_commands(sub, _Parser)
     return parser
 
 

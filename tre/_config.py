@@ -55,9 +55,13 @@ class TREConfig:
     host: HostPolicy = HostPolicy()
     #: domain id -> settings table handed to that domain (read-only)
     settings: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    #: when the code base is re-checked (seconds): interval, dormancy_after, max_age
+    integrity: Mapping[str, float] = attrs.field(factory=dict)
 
 
 REFERENCE_DOMAINS = ("oem", "meter", "mno", "vault")
+#: The keys of the [integrity] table (see tre/_integrity.py, IntegritySettings).
+INTEGRITY_KEYS = ("interval", "dormancy_after", "max_age")
 
 
 def default_config() -> TREConfig:
@@ -94,7 +98,7 @@ def parse_config(data: Mapping[str, Any], path: str = "<memory>") -> TREConfig:
             raise fail(key, "must be a list of non-empty strings")
         return value
 
-    top = table(dict(data), "", {"tre", "domains", "host", "settings"})
+    top = table(dict(data), "", {"tre", "domains", "host", "settings", "integrity"})
     tre_t = table(top.get("tre", {}), "tre", {"name"})
     name = tre_t.get("name", "tre")
     if not isinstance(name, str) or not name:
@@ -132,6 +136,13 @@ def parse_config(data: Mapping[str, Any], path: str = "<memory>") -> TREConfig:
     for dom, values in settings_t.items():
         settings[dom] = table(values, f"settings.{dom}", None)
 
+    integrity_t = table(top.get("integrity", {}), "integrity", set(INTEGRITY_KEYS))
+    integrity: dict[str, float] = {}
+    for key, value in integrity_t.items():
+        if type(value) not in (int, float) or not 0.001 <= value <= 365 * 86400:
+            raise fail(f"integrity.{key}", "must be a number of seconds from 0.001 to a year")
+        integrity[key] = float(value)
+
     return TREConfig(
         name=name,
         path=path,
@@ -139,6 +150,7 @@ def parse_config(data: Mapping[str, Any], path: str = "<memory>") -> TREConfig:
         paths=paths,
         host=HostPolicy(calls=calls, max_outstanding=max_out),
         settings=settings,
+        integrity=integrity,
     )
 
 
@@ -189,6 +201,9 @@ def config_to_toml(config: TREConfig) -> str:
     for domain, methods in sorted(config.host.calls.items()):
         lines += ["", "[[host.calls]]", f"domain = {_toml_value(domain)}"]
         lines.append(f"methods = {_toml_value(sorted(methods))}")
+    if config.integrity:
+        lines += ["", "[integrity]"]
+        lines += [f"{key} = {value!r}" for key, value in sorted(config.integrity.items())]
     for domain, values in sorted(config.settings.items()):
         lines += ["", f"[settings.{domain}]"]
         for key, value in values.items():

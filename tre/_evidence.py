@@ -18,6 +18,7 @@ import attestation
 
 if TYPE_CHECKING:
     from ._device import Device
+    from ._integrity import IntegrityMonitor
     from ._keystore import DomainKeys
 
 __all__ = ["EvidenceMaker"]
@@ -33,6 +34,7 @@ class EvidenceMaker:
         self._policy_hash = policy_hash
         self._domains = dict(domains)
         self._tokens: dict[str, bytes] | None = None
+        self.gate: IntegrityMonitor | None = None
         self._template: attestation.TreTokenTemplate | None = None
         self._template_key: tuple[int, object] = (-1, None)
 
@@ -73,6 +75,8 @@ class EvidenceMaker:
     def evidence(self, nonce: bytes) -> bytes:
         """Sign the evidence for ``nonce``. Everything but the nonce and the time is checked
         and encoded once per boot (and again after :meth:`forget`)."""
+        if self.gate is not None and not self.gate.fresh:
+            self.gate.require()  # attestation relies on integrity
         device = self._device
         template = self._template
         if template is None or self._template_key != (device.boot_count, device.tre_state):

@@ -26,6 +26,7 @@ from ._deadlines import DeadlineQueue
 from ._device import Device, TREEvent
 from ._errors import Aborted, Busy, CallTimeout, Denied, Locked, TooLarge, error_for_code
 from ._evidence import EvidenceMaker
+from ._integrity import IntegrityMonitor
 from ._lifecycle import ACCEPTING, DomainState, check_transition
 from ._loader import DomainSpec
 from ._manifest import HOST
@@ -74,6 +75,10 @@ class Kernel:
         self.evidence: EvidenceMaker
         self.changed = trio.Event()
         self._msgid = 0
+        #: trio time of the latest call or notification (the integrity monitor's dormancy)
+        self.last_call = trio.current_time()
+        #: set at boot on a provisioned device (see tre/_integrity.py)
+        self.integrity: IntegrityMonitor | None = None
 
     # --- state ---------------------------------------------------------------------------
 
@@ -190,7 +195,7 @@ class Kernel:
             timeout = callee.default_deadline
         elif not 0 < timeout < math.inf:
             raise ValueError("timeout must be a positive, finite number of seconds")
-        now = trio.current_time()
+        now = self.last_call = trio.current_time()
         deadline = now + timeout
         if deadline > outer:  # never outlive the call being served
             deadline = outer
@@ -268,7 +273,8 @@ class Kernel:
             if exc.reason == "too_large":
                 raise TooLarge(f"notification over {domain!r}'s frame limit") from None
             raise
-        if not route.bucket.take(trio.current_time()):
+        now = self.last_call = trio.current_time()
+        if not route.bucket.take(now):
             raise Busy(f"call rate to {domain!r} exceeded")
         try:
             callee.inbox_send.send_nowait((frame, None, (domain,), caller, None))

@@ -26,7 +26,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import msgpack
@@ -43,6 +43,9 @@ from ipc import TREError
 
 from ._keyindex import ROW_COLUMNS, KeyIndex
 from ._store import AsyncStore
+
+if TYPE_CHECKING:
+    from ._integrity import IntegrityMonitor
 
 __all__ = [
     "DomainKeys",
@@ -182,6 +185,8 @@ class DomainKeys:
     ) -> None:
         self.domain_id = domain_id
         self.index = index
+        #: the integrity monitor's freshness gate (None on a throw-away device)
+        self.gate: IntegrityMonitor | None = None
         self.svn = svn
         self.max_keys = max_keys
         self.max_bytes = max_bytes
@@ -338,6 +343,9 @@ class Keystore:
         keys = self.__keys
         if keys.locked:
             raise KeystoreLocked(f"the keystore of {keys.domain_id!r} is locked")
+        gate = keys.gate
+        if gate is not None and not gate.fresh:
+            gate.require()  # key use relies on integrity: refused while the check is stale
         return keys
 
     def _entry(self, label: str, kind: KeyKind | None = None) -> _Entry:

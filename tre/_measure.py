@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import attrs
@@ -25,8 +25,11 @@ from ._loader import DomainSpec
 __all__ = [
     "code_files",
     "domain_code_hash",
+    "file_digests",
     "manifest_hash",
+    "read_tree",
     "tre_code_hash",
+    "tre_roots",
     "unsigned_owner_hash",
 ]
 
@@ -81,10 +84,28 @@ def unsigned_owner_hash(owner: str) -> bytes:
     return hashlib.sha256(b"tre/v1/unsigned-owner/" + owner.encode()).digest()
 
 
-def tre_code_hash() -> bytes:
-    """The measurement of the TRE's own code: every file of tre, ipc and attestation."""
+def tre_roots() -> dict[str, Path]:
+    """The folders of the TRE's own code as installed: the tre, ipc and attestation packages."""
+    return {
+        "attestation": Path(attestation.__file__ or "").parent,
+        "ipc": Path(ipc.__file__ or "").parent,
+        "tre": Path(__file__).parent,
+    }
+
+
+def read_tree(roots: Mapping[str, Path]) -> list[tuple[str, bytes]]:
+    """(``name/relative path``, contents) of every code file under each named root."""
     files: list[tuple[str, bytes]] = []
-    for package in (ipc, attestation, Path(__file__).parent):
-        root = package if isinstance(package, Path) else Path(package.__file__ or "").parent
-        files += [(f"{root.name}/{rel}", path.read_bytes()) for rel, path in code_files(root)]
-    return attestation.hash_files(files)
+    for name, root in sorted(roots.items()):
+        files += [(f"{name}/{rel}", path.read_bytes()) for rel, path in code_files(root)]
+    return files
+
+
+def file_digests(files: list[tuple[str, bytes]]) -> dict[str, bytes]:
+    """Path -> SHA-256 of the contents: what an integrity manifest lists."""
+    return {path: hashlib.sha256(data).digest() for path, data in files}
+
+
+def tre_code_hash(roots: Mapping[str, Path] | None = None) -> bytes:
+    """The measurement of the TRE's own code: every file of tre, ipc and attestation."""
+    return attestation.hash_files(read_tree(roots or tre_roots()))

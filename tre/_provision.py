@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from ._device import (
 )
 from ._errors import ProvisioningError
 from ._factory import Factory, load_factory, write_secret_file
+from ._integrity_seal import seal_integrity
 from ._lifecycle import DomainLifecycle, TREState
 from ._loader import DomainSpec, resolve
 from ._measure import unsigned_owner_hash
@@ -84,6 +86,9 @@ def provision(
         # Remove exactly what this attempt created; a config.toml the user had put there
         # (and passed as --config) gets its own bytes back.
         for path in created:
+            if path.is_dir():
+                shutil.rmtree(path)
+                continue
             for suffix in ("", "-wal", "-shm"):
                 Path(str(path) + suffix).unlink(missing_ok=True)
         if kept is not None:
@@ -164,4 +169,11 @@ def _provision(
         store.write(write)
     finally:
         store.close()
-    return {"ueid": ueid.hex(), "imei": imei, "domains": [r[0] for r in records]}
+    sealed = seal_integrity(state_dir, factory, specs)
+    created.append(state_dir / "integrity")
+    return {
+        "ueid": ueid.hex(),
+        "imei": imei,
+        "domains": [r[0] for r in records],
+        "integrity": sealed,
+    }

@@ -10,20 +10,24 @@ config's ``[host]`` table (and only where the callee's manifest allows ``"host"`
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 import trio
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ._config import TREConfig, default_config, load_config
 from ._device import Device, EventHook
 from ._endoflife import tamper
 from ._errors import ConfigError, DomainFailed
 from ._evidence import EvidenceMaker
+from ._integrity import IntegrityMonitor, IntegritySettings
+from ._integrity_seal import domain_verify_keys
 from ._kernel import Kernel
 from ._keystore import load_keys
 from ._lifecycle import DomainLifecycle, DomainState, TREState
@@ -218,6 +222,7 @@ async def open_tre(
     domains: Iterable[DomainSpec] = (),
     on_event: EventHook | None = None,
     lifecycle_poll: float = LIFECYCLE_POLL,
+    code_roots: Mapping[str, Path] | None = None,
 ) -> AsyncIterator[TRE]:
     """Boot a TRE and yield its host handle; shut every domain down on exit.
 
@@ -226,6 +231,9 @@ async def open_tre(
     (a :class:`TREConfig`, a path to a TOML config, or None for the embedded default) on a
     throw-away in-memory device, so domains still have keystores. ``domains`` adds specs
     built in code (see :mod:`tre.testing`). ``on_event`` receives every lifecycle event.
+    On a provisioned device every file of the TRE and of each domain is checked against
+    its signed integrity manifest before any domain runs (``code_roots`` points the check
+    at other copies of the tre/ipc/attestation folders, for tests).
 
     Config errors raise :class:`~tre.ConfigError` before anything starts; a terminated
     device raises :class:`~tre.Terminated`. If a domain whose abort action is
@@ -252,6 +260,9 @@ async def open_tre(
             bytes.fromhex(kernel.policy.digest()),
             {i: rt.keys for i, rt in kernel.domains.items() if rt.keys is not None},
         )
+        monitor = None
+        if device.state_dir is not None:
+            monitor = await _check_integrity_at_boot(kernel, device, specs, code_roots)
         await device.activate([s.id for s in specs if not _locked_at_boot(device, s.id)])
         async with trio.open_nursery() as nursery:
             kernel.build_routes()
@@ -264,6 +275,8 @@ async def open_tre(
                 await nursery.start(_supervise_task, kernel, rt)
             if device.state_dir is not None:
                 nursery.start_soon(_watch_lifecycle, kernel, device, lifecycle_poll)
+            if monitor is not None:
+                nursery.start_soon(monitor.run)
             handle = TRE(kernel, time.perf_counter() - started)
             try:
                 yield handle
@@ -278,6 +291,60 @@ async def open_tre(
     finally:
         with trio.CancelScope(shield=True):
             await device.close()
+
+
+async def _check_integrity_at_boot(
+    kernel: Kernel,
+    device: Device,
+    specs: Sequence[DomainSpec],
+    code_roots: Mapping[str, Path] | None,
+) -> IntegrityMonitor:
+    """Measure every file before any domain runs: the TRE's own code must match (else
+    :class:`IntegrityError` and no boot); a domain that does not match is locked."""
+    assert device.state_dir is not None
+    state_dir = device.state_dir
+    ca_public = device.ca_cert.public_key()
+    assert isinstance(ca_public, Ed25519PublicKey)
+    keys = domain_verify_keys(state_dir, ca_public)
+    monitor = IntegrityMonitor(
+        state_dir,
+        ca_public,
+        {s.id: (s, keys.get(s.id, ca_public)) for s in specs},
+        IntegritySettings(**device.config.integrity),
+        code_roots,
+    )
+
+    async def persist(kind: str, entry: dict[str, Any]) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO integrity_checks VALUES (?, ?, ?, ?) ON CONFLICT(kind) DO UPDATE "
+                "SET time = excluded.time, result = excluded.result, detail = excluded.detail",
+                (kind, entry["time"], entry["result"], "\n".join(entry["detail"])),
+            )
+
+        await device.store.write(write)
+
+    try:
+        to_lock = await trio.to_thread.run_sync(monitor.boot_check)
+    finally:
+        if "boot" in monitor.last:
+            await persist("boot", monitor.last["boot"])
+    monitor.mark_fresh(trio.current_time())
+    detail = "; ".join(monitor.last["boot"]["detail"])
+    for domain_id in sorted(to_lock):
+        if domain_id in device.records:
+            await tamper(device, domain_id, f"integrity (boot): {detail}")
+        else:
+            kernel.lock(kernel.domains[domain_id], f"integrity (boot): {detail}")
+    monitor.kernel = kernel
+    monitor.on_result = persist
+    kernel.integrity = monitor
+    kernel.evidence.gate = monitor
+    for rt in kernel.domains.values():
+        if rt.keys is not None:
+            rt.keys.gate = monitor
+    kernel.record("integrity", "tre", "boot: " + monitor.last["boot"]["result"])
+    return monitor
 
 
 def _locked_at_boot(device: Device, domain_id: str) -> bool:

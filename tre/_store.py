@@ -66,6 +66,12 @@ CREATE TABLE IF NOT EXISTS key_digests (
     digest BLOB,                   -- (digest NULL) so a re-created key never reuses the
     PRIMARY KEY (domain, label)    -- associated data of a deleted one
 ) STRICT;
+CREATE TABLE IF NOT EXISTS integrity_checks (
+    kind TEXT PRIMARY KEY,         -- boot, scheduled, dormancy, pre-operation
+    time REAL NOT NULL,
+    result TEXT NOT NULL,          -- ok or mismatch
+    detail TEXT NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     time REAL NOT NULL,

@@ -39,6 +39,7 @@ import tre
 from tre import KeyKind, SealPolicy
 from tre._device import COUNTER_FILE, DB_FILE, UDS_FILE, Device
 from tre._factory import factory_init
+from tre._integrity_seal import seal_state
 from tre._keystore import DomainKeys, Keystore
 from tre._manifest import load_manifest
 from tre._provision import provision
@@ -95,20 +96,32 @@ def make_plugin(
     return folder
 
 
-def set_svn(folder: Path, svn: int) -> None:
-    """Rewrite the svn in the plugin's domain.toml (an update, or a downgrade)."""
+def set_svn(folder: Path, svn: int, state: Path | None = None) -> None:
+    """Rewrite the svn in the plugin's domain.toml (an update, or a downgrade). With
+    ``state``, the update is authorised: the integrity manifests are signed again."""
     manifest = folder / "domain.toml"
     text = manifest.read_text(encoding="utf-8")
     manifest.write_text(re.sub(r"^svn = \d+$", f"svn = {svn}", text, flags=re.M), "utf-8")
+    if state is not None:
+        authorise_update(state)
 
 
-def change_code_byte(folder: Path, variant: bytes) -> None:
-    """Change exactly one byte of the plugin's code file (the marker's variant digit)."""
+def change_code_byte(folder: Path, variant: bytes, state: Path | None = None) -> None:
+    """Change exactly one byte of the plugin's code file (the marker's variant digit). With
+    ``state``, the update is authorised: the integrity manifests are signed again (without
+    that, the next boot locks the domain before its keystore is ever opened)."""
     path = folder / CODE_FILE
     code = path.read_bytes()
     at = code.index(CODE_MARKER) + len(CODE_MARKER)
     assert len(variant) == 1
     path.write_bytes(code[:at] + variant + code[at + 1 :])
+    if state is not None:
+        authorise_update(state)
+
+
+def authorise_update(state: Path) -> None:
+    """The factory signs the device's integrity manifests again (see provision_state)."""
+    seal_state(state, state.parent / f"factory-{state.name}")
 
 
 def provision_state(
@@ -837,7 +850,7 @@ async def test_measurement_sealing_is_bound_to_the_exact_code(tmp_path: Path) ->
         assert await ks(t, D, "unseal", await _load(tmp_path / "blob-m")) == b"this code only"
         assert (await ks(t, D, "info", "bound"))["available"] is True
 
-    change_code_byte(plugin, b"1")
+    change_code_byte(plugin, b"1", state)
     async with tre.open_tre(state=state) as t:
         assert t.measurement(D) != measurement
         with pytest.raises(tre.UnsealError):
@@ -860,7 +873,7 @@ async def test_measurement_sealing_is_bound_to_the_exact_code(tmp_path: Path) ->
         await _save(tmp_path / "blob-m1", await ks(t, D, "seal", b"new code"))
         assert await ks(t, D, "unseal", await _load(tmp_path / "blob-m1")) == b"new code"
 
-    change_code_byte(plugin, b"0")  # the original code again: identical, so it opens
+    change_code_byte(plugin, b"0", state)  # the original code again: identical, so it opens
     async with tre.open_tre(state=state) as t:
         assert t.measurement(D) == measurement
         assert await ks(t, D, "unseal", await _load(tmp_path / "blob-m")) == b"this code only"
@@ -869,7 +882,7 @@ async def test_measurement_sealing_is_bound_to_the_exact_code(tmp_path: Path) ->
         sig = await ks(t, D, "sign", "bound", b"x")
         assert tre.verify_ed25519(bound["public"], b"x", sig)
 
-    change_code_byte(plugin, b"2")
+    change_code_byte(plugin, b"2", state)
     async with tre.open_tre(state=state) as t:
         # a key this code cannot open can still be deleted, and its label reused
         await ks(t, D, "delete", "bound")
@@ -889,8 +902,8 @@ async def test_owner_sealing_follows_the_owner_and_refuses_a_downgrade(tmp_path:
         await _save(blobs / "m2", await ks(t, D, "seal", b"code at 2", policy="measurement"))
 
     # an update: new code and a higher svn
-    change_code_byte(plugin, b"1")
-    set_svn(plugin, 3)
+    change_code_byte(plugin, b"1", state)
+    set_svn(plugin, 3, state)
     async with tre.open_tre(state=state) as t:  # svn 3
         assert t.domain(D).svn == 3
         assert await ks(t, D, "unseal", await _load(blobs / "o2")) == b"sealed at 2"
@@ -902,7 +915,7 @@ async def test_owner_sealing_follows_the_owner_and_refuses_a_downgrade(tmp_path:
         await _save(blobs / "o3", await ks(t, D, "seal", b"sealed at 3", policy="owner"))
 
     # a downgrade below both: nothing of svn 2 or 3 opens
-    set_svn(plugin, 1)
+    set_svn(plugin, 1, state)
     async with tre.open_tre(state=state) as t:  # svn 1
         for name in ("o2", "o3", "m2"):
             with pytest.raises(tre.UnsealError):
@@ -916,7 +929,7 @@ async def test_owner_sealing_follows_the_owner_and_refuses_a_downgrade(tmp_path:
         await ks(t, D, "generate", "at1", "hmac")
 
     # back to svn 2: what svn 2 (and 1) made opens, what svn 3 made does not
-    set_svn(plugin, 2)
+    set_svn(plugin, 2, state)
     async with tre.open_tre(state=state) as t:
         assert await ks(t, D, "unseal", await _load(blobs / "o2")) == b"sealed at 2"
         assert await ks(t, D, "unseal", await _load(blobs / "o1")) == b"sealed at 1"
@@ -926,7 +939,7 @@ async def test_owner_sealing_follows_the_owner_and_refuses_a_downgrade(tmp_path:
         assert available == {"at1": True, "at2": True, "at3": False}
 
     # the downgrade destroyed nothing: at svn 3 everything opens again
-    set_svn(plugin, 3)
+    set_svn(plugin, 3, state)
     async with tre.open_tre(state=state) as t:
         for name, data in [("o1", b"sealed at 1"), ("o2", b"sealed at 2"), ("o3", b"sealed at 3")]:
             assert await ks(t, D, "unseal", await _load(blobs / name)) == data
@@ -1020,7 +1033,7 @@ async def test_reprs_errors_and_logs_never_show_secrets(
         await catch(keystore.unseal, keystore.seal(b"x") + b"!")
         await catch(keystore.decrypt, "a", b"\x00" * 40)
         secrets = stored_secrets(keys)
-    change_code_byte(plugin, b"1")
+    change_code_byte(plugin, b"1", state)
     async with tre.open_tre(state=state) as t:
         keystore = keystore_of(t, D)
         await catch(keystore.sign, "m", b"x")

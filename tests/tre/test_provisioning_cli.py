@@ -235,12 +235,20 @@ def test_bad_imei_leaves_nothing_behind(capsys, tmp_path, factory, imei):
 def test_provisioning_twice_is_refused(capsys, tmp_path, factory):
     state = tmp_path / "dev"
     assert cli(capsys, "provision", "--state", state, "--factory", factory)[0] == 0
-    files = {p.name: p.read_bytes() for p in state.iterdir() if not p.name.startswith("tre.db")}
+    files = {
+        p.name: p.read_bytes()
+        for p in state.iterdir()
+        if p.is_file() and not p.name.startswith("tre.db")
+    }
     status = status_json(capsys, state)
     for extra in ([], ["--imei", IMEI]):
         code, out, err = cli(capsys, "provision", "--state", state, "--factory", factory, *extra)
         assert_one_line_error(code, out, err, "already provisioned")
-    after = {p.name: p.read_bytes() for p in state.iterdir() if not p.name.startswith("tre.db")}
+    after = {
+        p.name: p.read_bytes()
+        for p in state.iterdir()
+        if p.is_file() and not p.name.startswith("tre.db")
+    }
     assert after == files
     assert status_json(capsys, state) == status
 
@@ -631,6 +639,7 @@ def test_terminated_device_state_needs_no_secret_to_inspect(capsys, tmp_path, fa
         "config.toml",
         "counter.bin",
         "device.pem",
+        "integrity",
         "tre.db",
     ]
     cert = load_device_cert(state)
