@@ -26,6 +26,7 @@ certificate function, so ``import attestation`` stays free of I/O modules.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -354,9 +355,18 @@ def issue_alias_cert(
 # --- reading ------------------------------------------------------------------------------
 
 
+#: Decoded DiceTcbInfo values by their exact DER (the extension's extnValue): the same alias
+#: certificates come back in every piece of evidence, and the decoder is pure Python. A pure
+#: function of those bytes, bounded (LRU); a value that does not decode raises and is never
+#: stored.
+_TCB_INFO_CACHE_SIZE = 64
+_decode_tcb_info_cached = functools.lru_cache(maxsize=_TCB_INFO_CACHE_SIZE)(decode_tcb_info)
+
+
 def read_tcb_info(cert: x509.Certificate) -> TcbInfo:
     """The DiceTcbInfo of an alias certificate: ``{"domain_id", "svn", "measurement",
-    "owner_hash"}``. :class:`InvalidIdentity` if absent or malformed."""
+    "owner_hash"}`` (a new dict on every call). :class:`InvalidIdentity` if absent or
+    malformed."""
     try:
         ext = cert.extensions.get_extension_for_oid(_TCB_INFO)
     except x509.ExtensionNotFound:
@@ -366,7 +376,11 @@ def read_tcb_info(cert: x509.Certificate) -> TcbInfo:
     value = ext.value
     if not isinstance(value, x509.UnrecognizedExtension):  # pragma: no cover - cryptography
         raise InvalidIdentity("the DiceTcbInfo extension was parsed unexpectedly")
-    return decode_tcb_info(value.value)
+    der = value.value
+    if type(der) is not bytes:  # pragma: no cover - cryptography gives bytes
+        der = bytes(der)
+    # A copy: the cached dict is shared, the caller may change its own.
+    return TcbInfo(**_decode_tcb_info_cached(der))
 
 
 def device_ueid(cert: x509.Certificate) -> bytes:
@@ -450,6 +464,37 @@ def _check_signed(child: x509.Certificate, issuer: x509.Certificate) -> None:
         ) from None
 
 
+def _verify_path(
+    leaf: x509.Certificate,
+    chain: Sequence[x509.Certificate],
+    root: x509.Certificate,
+    now: datetime,
+) -> None:
+    """:func:`verify_chain` without its last check, the root's self-signature.
+
+    RFC 5280 section 6.1: the trust anchor is an input to path validation, trusted because
+    it was delivered by a trusted path (section 6.1.1 (d): its name and public key); the
+    path starts at the first certificate *it* issued, and nothing in the algorithm checks
+    the anchor's own signature. A self-signature proves only that whoever made the
+    certificate held its key, which anyone can do for a CA of their own: it adds nothing to
+    a root the caller already trusts. :func:`attestation.verify_evidence` uses this and
+    leaves that check (one Ed25519 verification) to where the CA certificate is accepted as
+    a trust anchor; the root's validity, signature algorithm, critical extensions and CA
+    rules are still checked here, on every call.
+    """
+    now = _utc(now)
+    if chain and chain[-1] == root:
+        chain = chain[:-1]
+    path = [leaf, *chain, root]
+    for cert in path:
+        if not isinstance(cert, x509.Certificate):
+            raise AttestationError(f"expected x509.Certificate, got {type(cert).__name__}")
+        _check_cert(cert, now)
+    for below, (child, issuer) in enumerate(itertools.pairwise(path)):
+        _check_ca(issuer, below)
+        _check_signed(child, issuer)
+
+
 def verify_chain(
     leaf: x509.Certificate,
     chain: Sequence[x509.Certificate],
@@ -467,18 +512,14 @@ def verify_chain(
     keyCertSign; for every link: issuer name and signature
     (:meth:`~cryptography.x509.Certificate.verify_directly_issued_by`); and that the root is
     self-signed. Raises :class:`AttestationError` naming the certificate and the rule.
+
+    The root's self-signature is checked here because this function is also how a CA
+    certificate is accepted as a trust anchor in the first place (``verify_chain(ca, [],
+    ca, now)``). RFC 5280 section 6.1 does not require it of an anchor already trusted, so
+    :func:`attestation.verify_evidence`, which appraises evidence against a CA its caller
+    already trusts, skips it (and only it) on every appraisal.
     """
-    now = _utc(now)
-    if chain and chain[-1] == root:
-        chain = chain[:-1]
-    path = [leaf, *chain, root]
-    for cert in path:
-        if not isinstance(cert, x509.Certificate):
-            raise AttestationError(f"expected x509.Certificate, got {type(cert).__name__}")
-        _check_cert(cert, now)
-    for below, (child, issuer) in enumerate(itertools.pairwise(path)):
-        _check_ca(issuer, below)
-        _check_signed(child, issuer)
+    _verify_path(leaf, chain, root, now)
     _check_signed(root, root)
 
 

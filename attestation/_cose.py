@@ -40,6 +40,7 @@ Sans-I/O, but this module imports :mod:`cryptography.x509` (which loads the stdl
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -346,6 +347,49 @@ class Sign1:
     x5chain: tuple[x509.Certificate, ...]
 
 
+#: Parsed certificates are cached by their exact DER bytes (:func:`_load_certificate`):
+#: a verifier sees the same DeviceID and alias certificates in every piece of evidence from
+#: a device, and loading one and reading its fields costs a fifth of a signature check.
+#: Only *parsing* is cached, a pure function of the bytes: validity at ``now``, the chain
+#: rules and every signature are checked by the verifier on every call. The cache is an LRU
+#: of :data:`_CERT_CACHE_SIZE` entries, and a certificate larger than
+#: :data:`_CERT_CACHE_MAX_DER` bytes is never cached (at most 1 MiB of DER is held).
+_CERT_CACHE_SIZE = 64
+_CERT_CACHE_MAX_DER = 16 * 1024
+
+
+def _read_certificate(der: bytes) -> x509.Certificate:
+    """Load a DER certificate and read every field a verifier uses (uncached)."""
+    cert = x509.load_der_x509_certificate(der)
+    # cryptography parses some fields only when they are read: read every one a verifier
+    # uses now, so a malformed field is a parse error, here, and not an exception in the
+    # middle of a chain check. (cryptography keeps what it parsed in the object, so a
+    # cached certificate does not parse them again.)
+    cert.issuer, cert.subject, cert.signature_algorithm_oid, cert.extensions  # noqa: B018
+    cert.not_valid_before_utc, cert.not_valid_after_utc  # noqa: B018
+    if cert.serial_number <= 0:
+        raise ValueError("the serial number is not positive (RFC 5280 section 4.1.2.2)")
+    return cert
+
+
+# A failed parse raises, and lru_cache never stores an exception: refused bytes are parsed
+# (and refused) afresh every time. A deprecation warning cryptography emits while parsing is
+# an exception where warnings are errors, so such a certificate is never cached there;
+# elsewhere it is emitted on the first parse only (as Python's default filter would do).
+_read_cached = functools.lru_cache(maxsize=_CERT_CACHE_SIZE)(_read_certificate)
+
+
+def _load_certificate(der: bytes) -> x509.Certificate:
+    """The certificate of ``der`` with its fields read, from the cache when these exact bytes
+    (compared in full, not only by hash) were parsed recently. A cached
+    :class:`x509.Certificate` is immutable, so sharing it between appraisals is safe."""
+    if type(der) is not bytes:  # the cache key must compare as plain bytes
+        der = bytes(der)
+    if len(der) > _CERT_CACHE_MAX_DER:
+        return _read_certificate(der)
+    return _read_cached(der)
+
+
 def _parse_x5chain(value: Any) -> tuple[x509.Certificate, ...]:
     """COSE_X509 = bstr / [2* bstr] (RFC 9360 section 2), each a DER certificate."""
     if isinstance(value, bytes):
@@ -364,14 +408,7 @@ def _parse_x5chain(value: Any) -> tuple[x509.Certificate, ...]:
         if not isinstance(item, bytes):
             raise EvidenceError(f"x5chain[{index}] is not a bstr")
         try:
-            cert = x509.load_der_x509_certificate(item)
-            # cryptography parses some fields only when they are read: read every one a
-            # verifier uses now, so a malformed field is a parse error, here, and not an
-            # exception in the middle of a chain check.
-            cert.issuer, cert.subject, cert.signature_algorithm_oid, cert.extensions  # noqa: B018
-            cert.not_valid_before_utc, cert.not_valid_after_utc  # noqa: B018
-            if cert.serial_number <= 0:
-                raise ValueError("the serial number is not positive (RFC 5280 section 4.1.2.2)")
+            cert = _load_certificate(item)
         except _CERT_ERRORS as exc:
             raise EvidenceError(
                 f"x5chain[{index}] is not a DER X.509 certificate we can read: {exc}"

@@ -31,6 +31,14 @@ The steps::
        measurement, owner hash, min svn, unknown/missing
     10 trustworthiness vector and overall status           draft-ietf-rats-ar4si s2.3
 
+``ca`` is the trust anchor (RFC 5280 section 6.1: trusted because the caller got it by a
+trusted path), so step 3 checks every certificate of the evidence and every link up to it,
+but not the CA's own self-signature: :func:`attestation.verify_chain` checks that, where a
+CA certificate is accepted as an anchor. Certificates and their DiceTcbInfo are *parsed*
+through small bounded caches keyed by their exact DER bytes; no check is cached: validity
+at ``now``, the chain rules and every signature are checked on every call (step 8 checks
+the issuers' CA rules once per appraisal, not once per domain).
+
 The result follows AR4SI (draft-ietf-rats-ar4si, "Attestation Results for Secure
 Interactions"): a trustworthiness vector of the claims ``instance-identity``,
 ``configuration``, ``executables``, ``hardware`` (judged here) and ``file-system``,
@@ -98,7 +106,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import NameOID
 
 from . import _certs
-from ._certs import DEVICE_COMMON_NAME, device_ueid, read_tcb_info, verify_chain
+from ._certs import DEVICE_COMMON_NAME, device_ueid, read_tcb_info
 from ._cose import ALG_EDDSA, HEADER_ALG, HEADER_X5CHAIN, Sign1, parse_sign1, verify_sign1
 from ._eat import MAX_NONCE_SIZE, MIN_NONCE_SIZE, DomainClaims, TreClaims, unwrap_nested
 from ._errors import AttestationError, EvidenceError, InvalidIdentity
@@ -301,6 +309,9 @@ class _Appraiser:
         self.appraised: dict[str, DomainClaims] = {}
         self.matched: set[str] = set()
         self.policy_matched = False
+        # Step 8's check of the issuers' CA rules, made once per appraisal (see submod):
+        # None until made, then () when they hold or (the error,) when they do not.
+        self.issuers_checked: tuple[Exception, ...] | None = None
 
     def problem(self, code: str, detail: str, domain: str | None = None) -> None:
         assert code in PROBLEMS, code
@@ -376,8 +387,13 @@ class _Appraiser:
         intermediates = list(msg.x5chain[1:])
         if intermediates and intermediates[-1] == self.ca:
             intermediates = intermediates[:-1]
+        # The CA is the verifier's trust anchor (RFC 5280 section 6.1: trusted because it
+        # was delivered by a trusted path), so this is verify_chain without the check of
+        # the CA's self-signature, which proves nothing about a root already trusted (see
+        # _certs._verify_path); every certificate of the evidence and every link to the CA
+        # is checked, at `now`, on every appraisal.
         try:
-            verify_chain(device, intermediates, self.ca, self.now)
+            _certs._verify_path(device, intermediates, self.ca, self.now)
         except AttestationError as exc:
             raise self.stop("untrusted-chain", exc.message) from None
         except ValueError as exc:  # a certificate field cryptography cannot parse
@@ -488,7 +504,7 @@ class _Appraiser:
             )
             return None
         try:
-            _verify_alias(alias, issuers, self.now)
+            _verify_alias(alias, issuers, self.now, issuers_checked=self.check_issuers(issuers))
         except AttestationError as exc:
             self.problem("submod-untrusted-chain", exc.message, domain)
             return None
@@ -550,6 +566,20 @@ class _Appraiser:
             self.problem("submod-foreign-device", "the token names another UEID", domain)
             ok = False
         return claims if ok else None
+
+    def check_issuers(self, issuers: Sequence[x509.Certificate]) -> tuple[Exception, ...]:
+        # The CA rules of the DeviceID, its intermediates and the CA one level deeper than
+        # step 3 checked them (each now has an alias certificate below it): the same
+        # certificates for every domain, so checked once per appraisal, and an error found
+        # is reported for every domain, as if checked each time.
+        if self.issuers_checked is None:
+            try:
+                _check_issuers(issuers)
+            except (AttestationError, ValueError) as exc:  # as submod handles them
+                self.issuers_checked = (exc,)
+            else:
+                self.issuers_checked = ()
+        return self.issuers_checked
 
     def step9_policy(self, claims: TreClaims) -> None:
         # Step 9a. Lifecycle states (tre/_lifecycle.py): only a secured TRE and installed
@@ -686,17 +716,32 @@ def _signer_problem(cert: x509.Certificate, *, ca: bool) -> str | None:
     return None
 
 
+def _check_issuers(issuers: Sequence[x509.Certificate]) -> None:
+    """The CA rules of ``issuers`` (the DeviceID first) as issuers of an alias certificate:
+    each may have ``below`` CAs under it (RFC 5280 section 4.2.1.9, 4.2.1.3)."""
+    for below, issuer in enumerate(issuers):
+        _certs._check_ca(issuer, below)
+
+
 def _verify_alias(
-    alias: x509.Certificate, issuers: Sequence[x509.Certificate], now: datetime
+    alias: x509.Certificate,
+    issuers: Sequence[x509.Certificate],
+    now: datetime,
+    *,
+    issuers_checked: tuple[Exception, ...] | None = None,
 ) -> None:
     """``verify_chain(alias, issuers[:-1], issuers[-1], now)`` for ``issuers`` = the
     DeviceID, its intermediates and the CA, which step 3 verified as a chain at the same
     ``now``: so only what is new is checked here, the alias certificate itself, each issuer's
     CA constraints one level deeper, and the alias <- DeviceID signature. Same rules, half
-    the signature checks per domain."""
+    the signature checks per domain. ``issuers_checked`` is the outcome of
+    :func:`_check_issuers` for these ``issuers`` when the caller has already made it in this
+    appraisal (``()``: they hold; ``(error,)``: raise it), in the same order as made here."""
     _certs._check_cert(alias, now)
-    for below, issuer in enumerate(issuers):
-        _certs._check_ca(issuer, below)
+    if issuers_checked is None:
+        _check_issuers(issuers)
+    elif issuers_checked:
+        raise issuers_checked[0].with_traceback(None)  # the same error, a fresh traceback
     _certs._check_signed(alias, issuers[0])
 
 

@@ -10,6 +10,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+
 import attestation
 
 from ._device import Device
@@ -124,6 +126,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         ca = attestation.load_cert_pem(Path(args.ca).read_bytes())
     except OSError as exc:
         raise ConfigError(str(exc.filename), "", f"cannot read: {exc.strerror}") from None
+    # The trust anchor's own signature is checked once, here, where it is loaded (the
+    # appraisal then trusts it as delivered, RFC 5280 section 6.1).
+    try:
+        ca.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        raise ConfigError(args.ca, "", "is not a self-signed CA certificate") from None
     reference = None
     if args.reference:
         try:
