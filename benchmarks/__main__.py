@@ -10,13 +10,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from . import _attest, _ipc, _keystore
+from . import _attest, _integrity, _ipc, _keystore
 
 #: scenario name -> (one-line description, main(argv, prog) -> exit status)
 SCENARIOS: dict[str, tuple[str, Callable[[Sequence[str], str], int]]] = {
     "ipc": _ipc.SCENARIO,
     "keystore": _keystore.SCENARIO,
     "attest": _attest.SCENARIO,
+    "integrity": _integrity.SCENARIO,
 }
 
 

@@ -33,6 +33,8 @@ from ._errors import ServiceError as ServiceError
 from ._errors import StorageError as StorageError
 from ._errors import Terminated as Terminated
 from ._errors import TooLarge as TooLarge
+from ._integrity import IntegrityError as IntegrityError
+from ._integrity import IntegrityStale as IntegrityStale
 from ._keystore import KeyExists as KeyExists
 from ._keystore import KeyInfo as KeyInfo
 from ._keystore import KeyKind as KeyKind
@@ -93,6 +95,8 @@ __all__ = [
     "DomainState",
     "Expect",
     "HostPolicy",
+    "IntegrityError",
+    "IntegrityStale",
     "InternalError",
     "InvalidFrame",
     "KernelEvent",

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ipc import TREError
 
-from ._measure import code_files, file_digests, read_tree, tre_roots
+from ._measure import code_files, file_digests, read_code, read_tree, tre_roots
 
 if TYPE_CHECKING:
     from ._kernel import Kernel
@@ -102,7 +102,12 @@ class Mismatch:
 
     def describe(self) -> str:
         kinds = (("changed", self.changed), ("added", self.added), ("missing", self.missing))
-        parts = [f"{what}: {', '.join(files)}" for what, files in kinds if files]
+        # names are escaped: a file name cannot forge lines in an error or a log
+        parts = [
+            f"{what}: {', '.join(json.dumps(f)[1:-1] for f in files)}"
+            for what, files in kinds
+            if files
+        ]
         return f"{self.scope}: " + "; ".join(parts)
 
 
@@ -159,7 +164,7 @@ def domain_files(spec: DomainSpec) -> list[tuple[str, bytes]]:
     folder = spec.manifest.directory
     if folder is None:
         return []
-    return [(rel, path.read_bytes()) for rel, path in code_files(folder)]
+    return [(rel, read_code(path)) for rel, path in code_files(folder)]
 
 
 def measure_scope(
@@ -204,6 +209,7 @@ class IntegrityMonitor:
         self.roots = roots
         self._tre_key = tre_key
         self._domains = dict(domains)
+        self._manifests: dict[str, dict[str, bytes]] = {}
         self.fresh = False
         self.last: dict[str, dict[str, Any]] = {}
         self._fresh_until = -math.inf
@@ -213,17 +219,27 @@ class IntegrityMonitor:
         self.on_result: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
 
     # The whole check, synchronous (run in a worker thread).
+    def _manifest(self, scope: str, key: Ed25519PublicKey) -> dict[str, bytes]:
+        """A manifest, read and verified once; later checks use the verified copy (a file
+        swapped on disk while running changes nothing)."""
+        cached = self._manifests.get(scope)
+        if cached is None:
+            cached = self._manifests[scope] = read_manifest(self.state_dir, scope, key)
+        return cached
+
     def check_sync(self) -> tuple[Mismatch | None, dict[str, Mismatch]]:
         tre_problem: Mismatch | None
         try:
-            expected = read_manifest(self.state_dir, TRE_SCOPE, self._tre_key)
+            expected = self._manifest(TRE_SCOPE, self._tre_key)
             tre_problem = compare(TRE_SCOPE, expected, measure_scope(TRE_SCOPE, None, self.roots))
         except IntegrityError as exc:
             tre_problem = Mismatch(TRE_SCOPE, changed=(exc.message,))
+        except OSError as exc:  # a file vanished or became unreadable during the check
+            tre_problem = Mismatch(TRE_SCOPE, missing=(str(exc.filename),))
         domain_problems: dict[str, Mismatch] = {}
         for domain_id, (spec, key) in self._domains.items():
             try:
-                expected = read_manifest(self.state_dir, domain_id, key)
+                expected = self._manifest(domain_id, key)
                 problem = compare(domain_id, expected, measure_scope(domain_id, spec, None))
             except IntegrityError as exc:
                 problem = Mismatch(domain_id, changed=(exc.message,))
@@ -309,27 +325,34 @@ class IntegrityMonitor:
 
     async def run(self) -> None:
         """The background task: the schedule, dormancy, freshness expiry and kicks from
-        gated operations. Time comes from trio's clock (MockClock drives it in tests)."""
+        gated operations. Time comes from trio's clock (MockClock drives it in tests).
+
+        Dormancy: once the TRE has been idle (no call) for ``dormancy_after``, one check;
+        the next dormancy check waits for a new call and a new idle period."""
         settings = self.settings
         kernel = self.kernel
         next_scheduled = trio.current_time() + settings.interval
-        idle_checked = math.nan  # the last_call of the idle period already checked
+        idle_checked = math.nan  # the last_call whose idle period was already checked
         while True:
+            now = trio.current_time()
             last_call = kernel.last_call if kernel is not None else math.inf
-            dormancy_due = (
-                math.inf if last_call == idle_checked else last_call + settings.dormancy_after
-            )
-            with trio.move_on_at(min(next_scheduled, dormancy_due, self._fresh_until)):
+            if last_call == idle_checked:  # look again later: a call may start a new period
+                dormancy_due = now + settings.dormancy_after
+            else:
+                dormancy_due = last_call + settings.dormancy_after
+            expiry = self._fresh_until if self.fresh else math.inf
+            with trio.move_on_at(min(next_scheduled, dormancy_due, expiry)):
                 await self._kick.wait()
             now = trio.current_time()
+            last_call = kernel.last_call if kernel is not None else math.inf
             if self._kick.is_set():
                 self._kick = trio.Event()
                 await self.check("pre-operation")
             elif now >= next_scheduled:
                 next_scheduled = now + settings.interval
                 await self.check("scheduled")
-            elif now >= dormancy_due and kernel is not None and kernel.last_call == last_call:
+            elif last_call != idle_checked and now >= last_call + settings.dormancy_after:
                 idle_checked = last_call
                 await self.check("dormancy")
-            elif now >= self._fresh_until:
+            elif self.fresh and now >= self._fresh_until:
                 self.fresh = False  # expired: the next gated operation kicks a check

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -38,17 +39,34 @@ _SKIP_SUFFIXES = frozenset({".pyc", ".pyo"})
 
 
 def code_files(root: Path) -> Iterator[tuple[str, Path]]:
-    """(relative posix path, path) of every file under ``root`` that counts as code."""
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if any(part in _SKIP_DIRS for part in rel.parts) or path.suffix in _SKIP_SUFFIXES:
-            continue
-        if path.is_file():
-            yield rel.as_posix(), path
+    """(relative posix path, path) of every file under ``root`` that counts as code, sorted.
+
+    A symbolic link (to a file or a folder) is listed as itself and never followed: see
+    :func:`read_code`. Bytecode caches are left out (see the README on what that means).
+    """
+    found: list[tuple[str, Path]] = []
+    for folder, dirs, files in os.walk(root):
+        base = Path(folder)
+        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS]
+        for name in [*files, *(d for d in dirs if (base / d).is_symlink())]:
+            path = base / name
+            if path.suffix in _SKIP_SUFFIXES:
+                continue
+            found.append((path.relative_to(root).as_posix(), path))
+    found.sort()
+    return iter(found)
+
+
+def read_code(path: Path) -> bytes:
+    """A code file's bytes; a symbolic link is measured as its target's name, so that a
+    link added, removed or re-pointed is a change (the files it leads to are not read)."""
+    if path.is_symlink():
+        return b"symlink:" + os.fsencode(os.readlink(path))
+    return path.read_bytes()
 
 
 def _hash_tree(root: Path) -> bytes:
-    return attestation.hash_files((rel, path.read_bytes()) for rel, path in code_files(root))
+    return attestation.hash_files((rel, read_code(path)) for rel, path in code_files(root))
 
 
 def domain_code_hash(spec: DomainSpec) -> bytes:
@@ -97,7 +115,7 @@ def read_tree(roots: Mapping[str, Path]) -> list[tuple[str, bytes]]:
     """(``name/relative path``, contents) of every code file under each named root."""
     files: list[tuple[str, bytes]] = []
     for name, root in sorted(roots.items()):
-        files += [(f"{name}/{rel}", path.read_bytes()) for rel, path in code_files(root)]
+        files += [(f"{name}/{rel}", read_code(path)) for rel, path in code_files(root)]
     return files
 
 

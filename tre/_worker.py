@@ -25,7 +25,9 @@ import trio
 import ipc
 
 from ._errors import CallError, ServiceError, TooLarge
+from ._integrity import IntegrityStale
 from ._kernel import PASSTHROUGH
+from ._keystore import KeystoreLocked
 from ._records import CURRENT, DomainRuntime
 from ._sessions import SessionRefused
 from ._slot import ReplySlot
@@ -39,6 +41,9 @@ __all__ = ["worker"]
 MAX_ERROR_MESSAGE = 512
 _SAFE_CODE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _UPSTREAM = (CallError, ipc.InvalidFrame)
+#: Conditions of the TRE, not faults of the domain that met them: its keystore is locked,
+#: or the code-base integrity check is stale. Answered with their code; the domain goes on.
+_CONDITIONS = (IntegrityStale, KeystoreLocked)
 
 
 def _safe(exc: ServiceError) -> str:
@@ -90,6 +95,8 @@ async def worker(
                     result = await handlers[request[2]](caller.id, request[4])
                 except ServiceError as exc:
                     reply = codec.error(msgid, "REMOTE_ERROR", _safe(exc))
+                except _CONDITIONS as exc:
+                    reply = codec.error(msgid, "REMOTE_ERROR", f"{exc.code}: {exc.message}")
                 except SessionRefused as exc:
                     reply = codec.error(msgid, "REMOTE_ERROR", f"SESSION_REFUSED: {exc.reason}")
                 except ipc.SessionError:
@@ -148,7 +155,7 @@ async def _one_way(
             _, method, body = kernel.codec.unpack(frame)
             try:
                 await handlers[method](caller.id, body)
-            except (ServiceError, *_UPSTREAM) as exc:
+            except (ServiceError, *_UPSTREAM, *_CONDITIONS) as exc:
                 kernel.record("notification_error", rt.id, f"{method}: {exc.code}")
             rt.served += 1
     except PASSTHROUGH:
