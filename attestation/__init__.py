@@ -18,6 +18,9 @@ from ``cryptography`` (fresh CA keys, certificate serial numbers) or from the ca
 - Appraisal (:mod:`attestation._verify`, :mod:`attestation._reference`):
   :func:`verify_evidence` checks evidence in a fixed order against the manufacturer CA, a
   nonce and optional reference values, and returns an AR4SI-style :class:`Appraisal`.
+- Merkle trees (:mod:`attestation._merkle`): RFC 9162 tree hashes, inclusion and
+  consistency proofs over a store of complete subtrees, and their verifiers (the audit
+  log's structure; ``root`` is exported as :func:`merkle_root`).
 
 Every secret (UDS, CDI, derived key) is a :class:`Secret`, whose ``repr``/``str`` show only
 its length. Errors are :class:`AttestationError` (``code = "ATTESTATION"``) and its
@@ -61,6 +64,20 @@ from ._errors import AttestationError as AttestationError
 from ._errors import EvidenceError as EvidenceError
 from ._errors import InvalidIdentity as InvalidIdentity
 from ._errors import InvalidReference as InvalidReference
+from ._merkle import EMPTY_ROOT as MERKLE_EMPTY_ROOT
+from ._merkle import MemoryNodeStore as MemoryNodeStore
+from ._merkle import NodeStore as NodeStore
+from ._merkle import append_leaf as append_leaf
+from ._merkle import complete_subtrees as complete_subtrees
+from ._merkle import consistency_proof as consistency_proof
+from ._merkle import frontier_root as frontier_root
+from ._merkle import inclusion_proof as inclusion_proof
+from ._merkle import leaf_hash as leaf_hash
+from ._merkle import load_frontier as load_frontier
+from ._merkle import node_hash as node_hash
+from ._merkle import root as merkle_root
+from ._merkle import verify_consistency as verify_consistency
+from ._merkle import verify_inclusion as verify_inclusion
 from ._reference import DomainReference as DomainReference
 from ._reference import Reference as Reference
 from ._reference import parse_reference as parse_reference
@@ -231,6 +248,7 @@ __all__ = [
     "MAX_SUBMODS",
     "MAX_SVN",
     "MEASUREMENT",
+    "MERKLE_EMPTY_ROOT",
     "MIN_NONCE_SIZE",
     "NONCE",
     "OWNER_HASH",
@@ -258,6 +276,8 @@ __all__ = [
     "EvidenceError",
     "InvalidIdentity",
     "InvalidReference",
+    "MemoryNodeStore",
+    "NodeStore",
     "Reference",
     "Report",
     "ReportInvalid",
@@ -268,10 +288,13 @@ __all__ = [
     "TreClaims",
     "TreTokenTemplate",
     "alias_key",
+    "append_leaf",
     "authority_hash",
     "check_domain_id",
     "check_imei",
     "check_report",
+    "complete_subtrees",
+    "consistency_proof",
     "decode_tcb_info",
     "derive_key",
     "describe_ueid",
@@ -280,16 +303,22 @@ __all__ = [
     "domain_cdis",
     "domain_token",
     "encode_tcb_info",
+    "frontier_root",
     "hash_files",
     "imei_urn",
+    "inclusion_proof",
     "issue_alias_cert",
     "issue_device_cert",
+    "leaf_hash",
     "load_cert_pem",
+    "load_frontier",
     "load_private_key_pem",
     "luhn_check_digit",
     "make_ca",
     "make_report",
     "measure_domain",
+    "merkle_root",
+    "node_hash",
     "owner_key_hash",
     "owner_seal_key",
     "parse_claims",
@@ -309,7 +338,9 @@ __all__ = [
     "ueid_urn",
     "unwrap_nested",
     "verify_chain",
+    "verify_consistency",
     "verify_evidence",
+    "verify_inclusion",
     "verify_sign1",
     "wrap_nested",
 ]

@@ -8,6 +8,8 @@ The public API. Embed a TRE with :func:`open_tre`; write a domain by subclassing
 from ipc import InvalidFrame as InvalidFrame
 from ipc import TREError as TREError
 
+from ._audit_crypto import AuditError as AuditError
+from ._audit_crypto import AuditUnreadable as AuditUnreadable
 from ._config import HostPolicy as HostPolicy
 from ._config import TREConfig as TREConfig
 from ._config import default_config as default_config
@@ -79,6 +81,8 @@ __all__ = [
     "TRE",
     "AbortPolicy",
     "Aborted",
+    "AuditError",
+    "AuditUnreadable",
     "Busy",
     "CallError",
     "CallTimeout",

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 import trio
 
 from ._cli_attest import add_attest_commands
+from ._cli_audit import add_audit_commands
 from ._cli_device import add_device_commands
 from ._cli_integrity import add_integrity_commands
 from ._config import TREConfig, default_config, load_config
@@ -253,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     ps.set_defaults(func=cmd_policy_show)
     add_device_commands(sub, _Parser)
     add_attest_commands(sub, _Parser)
+    add_audit_commands(sub, _Parser)
     add_integrity_commands(sub, _Parser)
     return parser
 

@@ -15,6 +15,7 @@ import trio
 
 import attestation
 
+from ._audit_offline import open_audit_state
 from ._config import default_config
 from ._errors import CallError
 from ._factory import factory_init
@@ -213,15 +214,37 @@ async def _second_boot(story: _Story, state: Path, first_key: bytes) -> None:
             story.line(f"{d.id:<6} state {d.state:<8} generation {d.generation}  served {d.served}")
 
 
+def _audit_verification(story: _Story, state: Path) -> bool:
+    """The secure audit record, checked as the device owner would (``tre audit verify``)."""
+    story.title("Audit verification: the secure audit record of both boots")
+    with open_audit_state(state) as view:
+        mno = view.read("mno")
+        cp = view.latest()
+        proof = view.prove_inclusion(mno[-1].seq) if mno[-1].seq < cp.size else None
+        result = view.verify()
+    kinds = ", ".join(sorted({e.kind for e in mno}))
+    story.line(f"mno's own entries ({len(mno)}, readable only with mno's audit key): {kinds}")
+    if proof is not None:
+        story.line(
+            f"entry {proof.data['index']} is in the checkpoint of size {cp.size} "
+            f"(signed by the DeviceID key): inclusion proof of {len(proof.data['proof'])} "
+            f"hashes {'verified' if proof.verified else 'NOT verified'}"
+        )
+    verdict = "verified" if result.ok else f"NOT verified: {result.problems[0]}"
+    story.line(f"audit log: {result.entries} entries, {result.checkpoints} checkpoints, {verdict}")
+    return result.ok and (proof is None or proof.verified)
+
+
 async def _demo(out: TextIO, interval: float) -> int:
     story = _Story(out)
     with tempfile.TemporaryDirectory(prefix="tre-demo-") as tmp:
         state = _factory_and_provision(story, Path(tmp), interval)
         first_key = await _first_boot(story, state, interval)
         await _second_boot(story, state, first_key)
+        audited = await trio.to_thread.run_sync(_audit_verification, story, state)
     c = story.counts
     ok = c["ok"] >= 6 and c["aborted"] >= 1 and c["denied"] >= 2 and c["locked"] == 1
-    ok = ok and c["other"] == 0 and c["verified"] == 1
+    ok = ok and c["other"] == 0 and c["verified"] == 1 and audited
     print("\ndemo " + ("completed" if ok else "did NOT go as expected"), file=out)
     return 0 if ok else 1
 

@@ -45,6 +45,7 @@ from ._keyindex import ROW_COLUMNS, KeyIndex
 from ._store import AsyncStore
 
 if TYPE_CHECKING:
+    from ._audit import AuditLog
     from ._integrity import IntegrityMonitor
 
 __all__ = [
@@ -187,6 +188,9 @@ class DomainKeys:
         self.index = index
         #: the integrity monitor's freshness gate (None on a throw-away device)
         self.gate: IntegrityMonitor | None = None
+        #: the audit log (set at boot; see tre/_audit.py): key changes are recorded in
+        #: their own transaction, sealing failures queued
+        self.audit: AuditLog | None = None
         self.svn = svn
         self.max_keys = max_keys
         self.max_bytes = max_bytes
@@ -442,6 +446,8 @@ class Keystore:
         except KeystoreLocked:
             raise
         except Exception:  # malformed, another domain's, another measurement, a higher svn
+            if keys.audit is not None:
+                keys.audit.note("unseal_failed", keys.domain_id, "sealed data did not open")
             raise UnsealError("the sealed data cannot be opened by this domain") from None
 
     # --- changes (durable) ----------------------------------------------------------------------
@@ -524,9 +530,14 @@ class Keystore:
             row = (domain_id, label, version, kind.value, policy.value, svn, nonce, sealed, public)
             conn.execute("INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*row, created))
             keys.index.update(conn, add=[row])
+            if keys.audit is not None:  # recorded in the same transaction
+                detail = f"{label}: {kind.value}, {policy.value}, version {version}"
+                keys.audit.in_transaction(conn, "key_created", domain_id, detail)
             return int(version)
 
         version = await keys.store.write(insert)
+        if keys.audit is not None:
+            keys.audit.committed()
         info = KeyInfo(label, kind, version, policy, public, created)
         if keys.locked:  # locked while the write was finishing: keep nothing in memory
             raise KeystoreLocked(f"the keystore of {domain_id!r} is locked")
@@ -546,8 +557,12 @@ class Keystore:
                 (domain_id, label),
             ).fetchall()
             keys.index.update(conn, remove=[(domain_id, label)] if rows else [])
+            if rows and keys.audit is not None:  # recorded in the same transaction
+                keys.audit.in_transaction(conn, "key_deleted", domain_id, label)
 
         await keys.store.write(remove)
+        if keys.audit is not None:
+            keys.audit.committed()
         keys.entries.pop(label, None)
 
 

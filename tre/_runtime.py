@@ -21,6 +21,7 @@ import trio
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ._audit import AuditLog, attach_audit_log
 from ._config import TREConfig, default_config, load_config
 from ._device import Device, EventHook
 from ._endoflife import tamper
@@ -249,12 +250,14 @@ async def open_tre(
         cfg = _as_config(config)
         specs = resolve(cfg, domains)
         device = Device.ephemeral(cfg, list(specs))
+    audit: AuditLog | None = None
     try:
         if on_event is not None:
             device.hooks.append(on_event)
         await device.boot()
         kernel = Kernel(cfg, specs, device)
         await _prepare_keys(kernel, device)
+        audit = await attach_audit_log(kernel)  # the secure audit record (R11)
         kernel.evidence = EvidenceMaker(
             device,
             bytes.fromhex(kernel.policy.digest()),
@@ -267,6 +270,7 @@ async def open_tre(
         async with trio.open_nursery() as nursery:
             kernel.build_routes()
             nursery.start_soon(kernel.deadlines.run)
+            nursery.start_soon(audit.serve)
             started = time.perf_counter()
             for rt in kernel.domains_in_boot_order():
                 if _locked_at_boot(device, rt.id):
@@ -290,6 +294,8 @@ async def open_tre(
         raise error from error.__cause__
     finally:
         with trio.CancelScope(shield=True):
+            if audit is not None:
+                await audit.aclose()  # what is queued is written before the store closes
             await device.close()
 
 

@@ -23,13 +23,41 @@ import trio
 from ._counter import MonotonicCounter
 from ._errors import RollbackDetected, StorageError
 
-__all__ = ["SCHEMA_VERSION", "AsyncStore", "Store"]
+__all__ = ["AUDIT_SCHEMA", "SCHEMA_VERSION", "AsyncStore", "Store"]
 
 T = TypeVar("T")
 
 #: "TRE1": marks a database as ours (PRAGMA application_id), so a foreign file is refused.
 APPLICATION_ID = 0x54524531
 SCHEMA_VERSION = 1
+
+#: The audit log's tables (tre/_audit.py, tre/_audit_tables.py). Also created by the log
+#: itself on a database made before they existed.
+AUDIT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_entries (
+    seq INTEGER PRIMARY KEY,       -- 0, 1, 2, ...: the leaf index in the Merkle tree
+    time REAL NOT NULL,
+    domain TEXT NOT NULL,          -- a domain id, or "tre" for TRE-wide entries
+    kind TEXT NOT NULL,
+    nonce BLOB NOT NULL,
+    body BLOB NOT NULL,            -- AES-256-GCM under the domain's audit key
+    mac BLOB NOT NULL,             -- forward-secure MAC chain
+    leaf BLOB NOT NULL             -- RFC 9162 leaf hash of every field above
+) STRICT;
+CREATE TABLE IF NOT EXISTS audit_nodes (
+    level INTEGER NOT NULL,        -- a complete subtree of 2**level leaves (level >= 1)
+    idx INTEGER NOT NULL,          -- starting at leaf idx * 2**level
+    hash BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    size INTEGER PRIMARY KEY,      -- signed by the DeviceID key after its entries committed
+    root BLOB NOT NULL,
+    time REAL NOT NULL,
+    bootcount INTEGER NOT NULL,
+    signature BLOB NOT NULL
+) STRICT;
+"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -80,6 +108,7 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT NOT NULL
 ) STRICT;
 """
+_SCHEMA += AUDIT_SCHEMA
 
 
 def _inspect(path: Path) -> None:

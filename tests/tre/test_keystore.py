@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 import attestation
 import ipc
 import tre
+from tests.tre.test_audit import audit_log
 from tre import KeyKind, SealPolicy
 from tre._device import COUNTER_FILE, DB_FILE, UDS_FILE, Device
 from tre._factory import factory_init
@@ -587,6 +588,7 @@ async def test_quota_on_the_number_of_keys(tmp_path: Path) -> None:
     async with ephemeral(make_plugin(tmp_path, quotas={"max_keys": 2})) as t:
         await ks(t, D, "generate", "k1", "ed25519")
         await ks(t, D, "generate", "k2", "hmac")
+        await audit_log(t).flush()  # the audit entries of those keys: transactions too
         generation = domain_keys(t, D).store.sync.generation()
         with pytest.raises(tre.KeyQuotaExceeded):
             await ks(t, D, "generate", "k3", "hmac")
