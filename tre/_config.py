@@ -57,6 +57,8 @@ class TREConfig:
     settings: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     #: when the code base is re-checked (seconds): interval, dormancy_after, max_age
     integrity: Mapping[str, float] = attrs.field(factory=dict)
+    #: record every inter-domain call in the audit log ([audit] calls = true)
+    audit_calls: bool = False
 
 
 REFERENCE_DOMAINS = ("oem", "meter", "mno", "vault")
@@ -98,7 +100,7 @@ def parse_config(data: Mapping[str, Any], path: str = "<memory>") -> TREConfig:
             raise fail(key, "must be a list of non-empty strings")
         return value
 
-    top = table(dict(data), "", {"tre", "domains", "host", "settings", "integrity"})
+    top = table(dict(data), "", {"tre", "domains", "host", "settings", "integrity", "audit"})
     tre_t = table(top.get("tre", {}), "tre", {"name"})
     name = tre_t.get("name", "tre")
     if not isinstance(name, str) or not name:
@@ -143,6 +145,11 @@ def parse_config(data: Mapping[str, Any], path: str = "<memory>") -> TREConfig:
             raise fail(f"integrity.{key}", "must be a number of seconds from 0.001 to a year")
         integrity[key] = float(value)
 
+    audit_t = table(top.get("audit", {}), "audit", {"calls"})
+    audit_calls = audit_t.get("calls", False)
+    if type(audit_calls) is not bool:
+        raise fail("audit.calls", "must be true or false")
+
     return TREConfig(
         name=name,
         path=path,
@@ -151,6 +158,7 @@ def parse_config(data: Mapping[str, Any], path: str = "<memory>") -> TREConfig:
         host=HostPolicy(calls=calls, max_outstanding=max_out),
         settings=settings,
         integrity=integrity,
+        audit_calls=audit_calls,
     )
 
 
@@ -201,6 +209,8 @@ def config_to_toml(config: TREConfig) -> str:
     for domain, methods in sorted(config.host.calls.items()):
         lines += ["", "[[host.calls]]", f"domain = {_toml_value(domain)}"]
         lines.append(f"methods = {_toml_value(sorted(methods))}")
+    if config.audit_calls:
+        lines += ["", "[audit]", "calls = true"]
     if config.integrity:
         lines += ["", "[integrity]"]
         lines += [f"{key} = {value!r}" for key, value in sorted(config.integrity.items())]

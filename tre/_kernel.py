@@ -77,6 +77,8 @@ class Kernel:
         self._msgid = 0
         #: trio time of the latest call or notification (the integrity monitor's dormancy)
         self.last_call = trio.current_time()
+        #: [audit] calls = true: every inter-domain call goes to the audit log
+        self.audit_calls = config.audit_calls
         #: set at boot on a provisioned device (see tre/_integrity.py)
         self.integrity: IntegrityMonitor | None = None
 
@@ -212,6 +214,8 @@ class Kernel:
             raise
         if not route.bucket.take(now):
             raise Busy(f"call rate to {domain!r} exceeded")
+        if self.audit_calls:
+            self.record("call", caller.id, f"{domain}.{method}")
         slot = ReplySlot(deadline)
         item: Item = (frame, slot, (*chain, domain), caller, None)
         inflight = callee.inflight

@@ -27,7 +27,7 @@ from ._device import Device, EventHook
 from ._endoflife import tamper
 from ._errors import ConfigError, DomainFailed
 from ._evidence import EvidenceMaker
-from ._integrity import IntegrityMonitor, IntegritySettings
+from ._integrity import IntegrityError, IntegrityMonitor, IntegritySettings
 from ._integrity_seal import domain_verify_keys
 from ._kernel import Kernel
 from ._keystore import load_keys
@@ -110,8 +110,11 @@ class TRE:
 
     def attest(self, nonce: bytes) -> bytes:
         """Remote attestation evidence for a verifier's ``nonce`` (8 to 64 bytes): an EAT
-        signed by the DeviceID key with one nested token per domain (see tre/_evidence.py)."""
-        return self._kernel.evidence.evidence(nonce)
+        signed by the DeviceID key with one nested token per domain (see tre/_evidence.py).
+        Each request is recorded (the audit log keeps it)."""
+        kernel = self._kernel
+        kernel.record("attest", "tre", f"evidence requested (nonce of {len(nonce)} bytes)")
+        return kernel.evidence.evidence(nonce)
 
     async def tamper(self, domain: str | None = None, reason: str = "tamper detected") -> list[str]:
         """Tamper response from inside the device (a tamper sensor): lock ``domain``, or
@@ -332,6 +335,9 @@ async def _check_integrity_at_boot(
 
     try:
         to_lock = await trio.to_thread.run_sync(monitor.boot_check)
+    except IntegrityError as exc:
+        kernel.record("integrity", "tre", f"boot: refused: {exc.message}")  # to the audit log
+        raise
     finally:
         if "boot" in monitor.last:
             await persist("boot", monitor.last["boot"])
