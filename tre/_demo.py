@@ -104,6 +104,13 @@ async def _first_boot(story: _Story, state: Path, interval: float) -> bytes:
             f"Boot {t.device.boot_count}: {len(t.domains())} stakeholder domains in "
             f"{t.boot_seconds * 1000:.1f} ms (policy {t.policy.digest()[:16]}...)"
         )
+        monitor = t._kernel.integrity
+        if monitor is not None:
+            boot = monitor.last.get("boot", {})
+            story.line(
+                f"code-base integrity at boot: {boot.get('result', '?')} (every file of the "
+                "TRE and of each domain against its signed manifest, before any domain ran)"
+            )
         for d in t.domains():
             kind = "isolated" if d.isolated else "services"
             story.line(
