@@ -102,6 +102,30 @@ from ._ueid import luhn_check_digit as luhn_check_digit
 from ._ueid import random_ueid as random_ueid
 from ._ueid import ueid_from_imei as ueid_from_imei
 from ._ueid import ueid_urn as ueid_urn
+from ._update import MAX_ENVELOPE_SIZE as MAX_ENVELOPE_SIZE
+from ._update import TRE_TARGET as TRE_TARGET
+from ._update import BadRootRotation as BadRootRotation
+from ._update import BelowThreshold as BelowThreshold
+from ._update import Expired as Expired
+from ._update import FileInfo as FileInfo
+from ._update import FileMismatch as FileMismatch
+from ._update import MalformedPackage as MalformedPackage
+from ._update import MisScoped as MisScoped
+from ._update import Package as Package
+from ._update import Role as Role
+from ._update import Rollback as Rollback
+from ._update import Root as Root
+from ._update import UpdateError as UpdateError
+from ._update import WrongTarget as WrongTarget
+from ._update import check_files as check_files
+from ._update import domain_target as domain_target
+from ._update import key_id as key_id
+from ._update import make_package as make_package
+from ._update import make_root as make_root
+from ._update import rotate_root as rotate_root
+from ._update import sign as sign
+from ._update import trusted_root as trusted_root
+from ._update import verify_package as verify_package
 
 if TYPE_CHECKING:
     from ._certs import ALIAS_ORGANIZATION as ALIAS_ORGANIZATION
@@ -242,6 +266,7 @@ __all__ = [
     "IAT",
     "IMEI_URN_PREFIX",
     "LIFECYCLE",
+    "MAX_ENVELOPE_SIZE",
     "MAX_NONCE_SIZE",
     "MAX_REPORT_SIZE",
     "MAX_SIGN1_SIZE",
@@ -261,6 +286,7 @@ __all__ = [
     "SVN",
     "TCB_INFO_OID",
     "TRE_MEASUREMENT",
+    "TRE_TARGET",
     "TRUST_CLAIMS",
     "UDS_SIZE",
     "UEID",
@@ -270,27 +296,41 @@ __all__ = [
     "UEID_URN_PREFIX",
     "Appraisal",
     "AttestationError",
+    "BadRootRotation",
+    "BelowThreshold",
     "DomainCdis",
     "DomainClaims",
     "DomainReference",
     "EvidenceError",
+    "Expired",
+    "FileInfo",
+    "FileMismatch",
     "InvalidIdentity",
     "InvalidReference",
+    "MalformedPackage",
     "MemoryNodeStore",
+    "MisScoped",
     "NodeStore",
+    "Package",
     "Reference",
     "Report",
     "ReportInvalid",
+    "Role",
+    "Rollback",
+    "Root",
     "Secret",
     "Sign1",
     "TcbInfo",
     "TreCdis",
     "TreClaims",
     "TreTokenTemplate",
+    "UpdateError",
+    "WrongTarget",
     "alias_key",
     "append_leaf",
     "authority_hash",
     "check_domain_id",
+    "check_files",
     "check_imei",
     "check_report",
     "complete_subtrees",
@@ -301,6 +341,7 @@ __all__ = [
     "device_id_key",
     "device_ueid",
     "domain_cdis",
+    "domain_target",
     "domain_token",
     "encode_tcb_info",
     "frontier_root",
@@ -309,13 +350,16 @@ __all__ = [
     "inclusion_proof",
     "issue_alias_cert",
     "issue_device_cert",
+    "key_id",
     "leaf_hash",
     "load_cert_pem",
     "load_frontier",
     "load_private_key_pem",
     "luhn_check_digit",
     "make_ca",
+    "make_package",
     "make_report",
+    "make_root",
     "measure_domain",
     "merkle_root",
     "node_hash",
@@ -329,11 +373,14 @@ __all__ = [
     "read_tcb_info",
     "reference_to_dict",
     "report_key",
+    "rotate_root",
+    "sign",
     "sign1",
     "to_pem",
     "tre_cdis",
     "tre_token",
     "tre_token_payload",
+    "trusted_root",
     "ueid_from_imei",
     "ueid_urn",
     "unwrap_nested",
@@ -341,6 +388,7 @@ __all__ = [
     "verify_consistency",
     "verify_evidence",
     "verify_inclusion",
+    "verify_package",
     "verify_sign1",
     "wrap_nested",
 ]

@@ -8,14 +8,19 @@ small mean nothing.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from benchmarks.__main__ import main
+from tests.benchmark_helpers import (
+    assert_listed_with_help,
+    assert_ratio,
+    assert_rounds,
+    assert_summary,
+    positive,
+    run_scenario,
+)
 
 TINY = ["--rounds", "2", "--evidence-calls", "40", "--verify-calls", "4"]
 TINY += ["--session-calls", "60", "--warmup", "0.5"]
@@ -54,32 +59,14 @@ REQUIRED = {
 }
 
 
-def _positive(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
-
-
 def test_attest_tiny_run_writes_complete_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "attest.json"
-    assert main(["attest", *TINY, "--profile", "--json", str(out)]) == 0
-    captured = capsys.readouterr()
-    data = json.loads(out.read_text(encoding="utf-8"))
-
-    assert not REQUIRED - data.keys(), REQUIRED - data.keys()
-    assert data["scenario"] == "attest"
-    for ours, raw, ratio in (
-        ("evidence_per_s", "raw_sign_per_s", "evidence_ratio"),
-        ("verify_per_s", "raw_verify_equiv_per_s", "verify_ratio"),
-        ("session_msgs_per_s", "bare_aead_msgs_per_s", "session_ratio"),
-    ):
-        assert _positive(data[ours]) and _positive(data[raw])
-        assert math.isclose(data[ratio], data[ours] / data[raw])
+    data, captured = run_scenario(capsys, out, ["attest", *TINY, "--profile"], REQUIRED)
+    assert_ratio(data, "evidence_ratio", "evidence_per_s", "raw_sign_per_s")
+    assert_ratio(data, "verify_ratio", "verify_per_s", "raw_verify_equiv_per_s")
+    assert_ratio(data, "session_ratio", "session_msgs_per_s", "bare_aead_msgs_per_s")
 
     # the default TRE: the four reference domains, one nested token each
     evidence = data["evidence"]
@@ -90,7 +77,7 @@ def test_attest_tiny_run_writes_complete_json(
     # 2 + 2 x domains required checks, counted from the evidence
     checks = data["signature_checks_per_verify"]
     assert checks == 2 + 2 * len(domains) == len(data["signature_checks"])
-    assert all(_positive(c["signed_bytes"]) for c in data["signature_checks"])
+    assert all(positive(c["signed_bytes"]) for c in data["signature_checks"])
     assert data["signature_checks"][0]["signed_bytes"] == evidence["sig_structure_bytes"]
     # what verify_evidence really made, counted under cProfile (a cache may make it fewer)
     observed = data["signature_checks_observed"]
@@ -102,8 +89,8 @@ def test_attest_tiny_run_writes_complete_json(
     assert set(breakdown) == {"64", "1024"}
     for entry in breakdown.values():
         for key in ("session_msgs_per_s", "bare_aead_msgs_per_s", "bare_session_msgs_per_s"):
-            assert _positive(entry[key])
-        assert _positive(entry["plain_call_per_s"])
+            assert positive(entry[key])
+        assert positive(entry["plain_call_per_s"])
         assert math.isclose(
             entry["ratio"], entry["session_msgs_per_s"] / entry["bare_aead_msgs_per_s"]
         )
@@ -113,10 +100,10 @@ def test_attest_tiny_run_writes_complete_json(
     for size in (64, 1024):
         loops |= {f"{k}_{size}" for k in ("session", "bare_aead", "bare_session", "plain_call")}
     assert set(data["samples"]) == loops
-    assert all(len(rates) == 2 and all(map(_positive, rates)) for rates in data["samples"].values())
+    assert_rounds(data["samples"], 2)
     per_round = data["ratio_per_round"]
     assert set(per_round) == {"evidence", "verify", "session_64", "session_1024"}
-    assert all(len(r) == 2 and all(map(_positive, r)) for r in per_round.values())
+    assert_rounds(per_round, 2)
 
     targets = {t["target"]: t for t in data["targets"]}
     assert len(targets) == 4
@@ -127,10 +114,10 @@ def test_attest_tiny_run_writes_complete_json(
     assert data["rounds"] == 2
     assert data["calls_per_round"] == {"evidence": 40, "verify": 4, "session": 60}
     assert isinstance(data["python"], str) and isinstance(data["cbor2"], str)
-    assert _positive(data["cores"])
+    assert positive(data["cores"])
     anatomy = data["profile_anatomy"]
     assert set(anatomy) == {"evidence_us", "verify_us", "session_us"}
-    assert _positive(anatomy["verify_us"]["verify_evidence (the whole)"])
+    assert positive(anatomy["verify_us"]["verify_evidence (the whole)"])
 
     for loop in ("evidence", "raw_sign", "verify", "raw_verify", "session_64", "bare_aead_1024"):
         assert f"[attest] {loop} round 2/2:" in captured.err
@@ -138,15 +125,8 @@ def test_attest_tiny_run_writes_complete_json(
     assert "evidence anatomy" in captured.err
     assert "session round trip, us (median)" in captured.out
     assert "signature checks one verification needs" in captured.out
-    assert "MISSED" in captured.out or "met" in captured.out
-    assert "total elapsed:" in captured.out
+    assert_summary(captured.out)
 
 
 def test_attest_is_listed_and_has_help(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--help"]) == 0
-    assert "attest" in capsys.readouterr().out
-    with pytest.raises(SystemExit) as exc:
-        main(["attest", "--help"])
-    assert exc.value.code == 0
-    help_text = capsys.readouterr().out
-    assert "--quick" in help_text and "--profile" in help_text and "--json" in help_text
+    assert_listed_with_help(capsys, "attest", "--quick", "--profile", "--json")

@@ -8,15 +8,19 @@ nothing.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from benchmarks.__main__ import main
+from tests.benchmark_helpers import (
+    assert_listed_with_help,
+    assert_rounds,
+    assert_summary,
+    positive,
+    run_scenario,
+)
 
 TINY = ["--rounds", "2", "--reps", "1"]
 LOOPS = {"check", "raw_hash", "raw_read_hash", "walk", "manifests"}
@@ -50,29 +54,15 @@ REQUIRED = {
 }
 
 
-def _positive(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
-
-
 def test_integrity_tiny_run_writes_complete_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "integrity.json"
     started = time.perf_counter()
-    assert main(["integrity", *TINY, "--json", str(out)]) == 0
+    data, captured = run_scenario(capsys, out, ["integrity", *TINY], REQUIRED)
     assert time.perf_counter() - started < 10
-    captured = capsys.readouterr()
-    data = json.loads(out.read_text(encoding="utf-8"))
-
-    assert not REQUIRED - data.keys(), REQUIRED - data.keys()
-    assert data["scenario"] == "integrity"
     for key in ("check_s", "raw_hash_s", "raw_read_hash_s", "walk_s", "manifests_s"):
-        assert _positive(data[key]), key
+        assert positive(data[key]), key
     assert math.isclose(data["ratio"], data["raw_hash_s"] / data["check_s"])
     assert math.isclose(data["ratio_read_hash"], data["raw_read_hash_s"] / data["check_s"])
     assert math.isclose(data["check_mb_per_s"], data["bytes"] / data["check_s"] / 1e6)
@@ -88,26 +78,19 @@ def test_integrity_tiny_run_writes_complete_json(
     assert isinstance(data["mismatches"], list)
 
     assert set(data["samples"]) == LOOPS == set(data["loops"])
-    assert all(len(v) == 2 and all(map(_positive, v)) for v in data["samples"].values())
-    assert len(data["ratio_per_round"]) == 2 and all(map(_positive, data["ratio_per_round"]))
+    assert_rounds(data["samples"], 2)
+    assert len(data["ratio_per_round"]) == 2 and all(map(positive, data["ratio_per_round"]))
     assert {loop["side"] for loop in data["loops"].values()} == {"tre", "raw", "extra"}
     target = data["target"]
     assert target["min_ratio"] == 0.5 and target["ratio"] == data["ratio"]
     assert target["met"] is (data["ratio"] >= 0.5)
     assert (data["quick"], data["rounds"], data["reps"]) == (False, 2, 1)
-    assert _positive(data["cores"]) and _positive(data["elapsed_s"])
+    assert positive(data["cores"]) and positive(data["elapsed_s"])
 
     assert "[integrity] round 2/2:" in captured.err
     assert "full check vs raw SHA-256 of the same bytes: ratio" in captured.out
-    assert "MISSED" in captured.out or "met" in captured.out
-    assert "total elapsed:" in captured.out
+    assert_summary(captured.out)
 
 
 def test_integrity_is_listed_and_has_help(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--help"]) == 0
-    assert "integrity" in capsys.readouterr().out
-    with pytest.raises(SystemExit) as exc:
-        main(["integrity", "--help"])
-    assert exc.value.code == 0
-    help_text = capsys.readouterr().out
-    assert "--quick" in help_text and "--json" in help_text and "--rounds" in help_text
+    assert_listed_with_help(capsys, "integrity", "--quick", "--json", "--rounds")

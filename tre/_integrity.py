@@ -32,6 +32,7 @@ import trio
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+import attestation
 from ipc import TREError
 
 from ._measure import code_files, file_digests, read_code, read_tree, tre_roots
@@ -210,6 +211,9 @@ class IntegrityMonitor:
         self._tre_key = tre_key
         self._domains = dict(domains)
         self._manifests: dict[str, dict[str, bytes]] = {}
+        #: hash of the TRE's code as the last check read it (the same function as the
+        #: evidence's tre-measurement, which the device computes when it opens)
+        self.tre_code_hash = b""
         self.fresh = False
         self.last: dict[str, dict[str, Any]] = {}
         self._fresh_until = -math.inf
@@ -231,7 +235,10 @@ class IntegrityMonitor:
         tre_problem: Mismatch | None
         try:
             expected = self._manifest(TRE_SCOPE, self._tre_key)
-            tre_problem = compare(TRE_SCOPE, expected, measure_scope(TRE_SCOPE, None, self.roots))
+            files = read_tree(self.roots or tre_roots())
+            # The same bytes give the TRE measurement that attestation evidence carries.
+            self.tre_code_hash = attestation.hash_files(files)
+            tre_problem = compare(TRE_SCOPE, expected, file_digests(files))
         except IntegrityError as exc:
             tre_problem = Mismatch(TRE_SCOPE, changed=(exc.message,))
         except OSError as exc:  # a file vanished or became unreadable during the check

@@ -26,23 +26,24 @@ import trio
 import tre
 from tests.device_helpers import acli, assert_one_line_error
 from tests.tre.test_integrity import (
-    MUTATIONS,
     OTHER,
     D,
     Rig,
-    integrity_status,
+    assert_only_d_locked,
+    boot_refused,
+    booted,
     keystore,
+    last_check,
     lifecycles,
     make_rig,
     monitor_of,
-    tamper_domain,
-    tamper_tre,
+    tamper_and_measure,
     use_code_copies,
 )
 from tests.tre.test_keystore import CODE_FILE, ks
 from tre import _integrity, _measure
 from tre._factory import load_factory
-from tre._integrity import IntegrityError, manifest_path, measure_scope, write_manifest
+from tre._integrity import manifest_path, write_manifest
 
 # --- manifests -----------------------------------------------------------------------------------
 
@@ -61,21 +62,14 @@ def _edit_record(path: Path, edit: Callable[[dict[str, object]], object]) -> Non
 def resign_by_manufacturer(rig: Rig, scope: str) -> str:
     """The domain's code changed and its manifest signed again with the manufacturer's key,
     although the domain has an owner key (only the owner may vouch for its code)."""
-    tamper_domain(rig, MUTATIONS[0])
-    spec = tre.load_domain_dir(rig.plugins[D])
-    write_manifest(rig.state, D, measure_scope(D, spec, None), load_factory(rig.factory).ca_key)
+    _, files = tamper_and_measure(rig, D)
+    write_manifest(rig.state, D, files, load_factory(rig.factory).ca_key)
     return "signature is invalid"
 
 
 def edit_without_signing(rig: Rig, scope: str) -> str:
     """The code changed and the manifest's digest edited to match, without a new signature."""
-    if scope == "tre":
-        tamper_tre(rig, MUTATIONS[0])
-        name, actual = MUTATIONS[0].tre_file, measure_scope("tre", None, rig.code)
-    else:
-        tamper_domain(rig, MUTATIONS[0])
-        spec = tre.load_domain_dir(rig.plugins[D])
-        name, actual = MUTATIONS[0].domain_file, measure_scope(D, spec, None)
+    name, actual = tamper_and_measure(rig, _target(scope))
 
     def edit(record: dict[str, object]) -> None:
         document = record["document"]
@@ -139,20 +133,16 @@ async def test_a_manifest_attack_refuses_the_boot_or_locks_the_domain(
     swap is a validly signed document: only its ``scope`` field gives it away."""
     rig = make_rig(tmp_path, owner_keys=owner_keys)
     expected = attack(rig, scope)
-    with trio.fail_after(30):
-        if scope == "tre":
-            with pytest.raises(IntegrityError, match=expected):
-                async with tre.open_tre(state=rig.state, code_roots=rig.code):
-                    pytest.fail("booted with a bad TRE manifest")
-            assert lifecycles(capsys, rig.state)[0] == "secured"
-            return
-        async with tre.open_tre(state=rig.state, code_roots=rig.code) as t:
-            assert t.domain(D).state == "locked"
-            assert t.domain(OTHER).state == "running"
-            with pytest.raises(tre.KeystoreLocked):
-                keystore(t, D).list()
-            assert await ks(t, OTHER, "list") == []
-    (detail,) = integrity_status(capsys, rig.state)["checks"]["boot"]["detail"]
+    if scope == "tre":
+        await boot_refused(rig, match=expected)
+        assert lifecycles(capsys, rig.state)[0] == "secured"
+        return
+    async with booted(rig) as t:
+        assert_only_d_locked(t)
+        with pytest.raises(tre.KeystoreLocked):
+            keystore(t, D).list()
+        assert await ks(t, OTHER, "list") == []
+    (detail,) = last_check(capsys, rig.state)["detail"]
     assert detail.startswith(f"{D}: ") and expected in detail
 
 
@@ -203,14 +193,10 @@ async def test_a_disguised_change_to_the_tre_code_is_caught(
     rig = make_rig(tmp_path)
     victim = "ipc/_limits.py"
     disguise(rig.root / "code" / victim)
-    with trio.fail_after(30):
-        with pytest.raises(IntegrityError) as caught:
-            async with tre.open_tre(state=rig.state, code_roots=rig.code):
-                pytest.fail("booted")
-    message = str(caught.value)
+    error = await boot_refused(rig)
     for kind in kinds:
-        assert f"{kind}: {victim}" in message
-    assert victim in caught.value.files
+        assert f"{kind}: {victim}" in str(error)
+    assert victim in error.files
 
 
 @pytest.mark.parametrize(("disguise", "kinds"), DISGUISES)
@@ -223,11 +209,9 @@ async def test_a_disguised_change_to_a_domain_is_caught(
     rig = make_rig(tmp_path)
     victim = "helpers.py"  # nobody imports it: the domain still loads
     disguise(rig.plugins[D] / victim)
-    with trio.fail_after(30):
-        async with tre.open_tre(state=rig.state, code_roots=rig.code) as t:
-            assert t.domain(D).state == "locked"
-            assert t.domain(OTHER).state == "running"
-    (detail,) = integrity_status(capsys, rig.state)["checks"]["boot"]["detail"]
+    async with booted(rig) as t:
+        assert_only_d_locked(t)
+    (detail,) = last_check(capsys, rig.state)["detail"]
     for kind in kinds:
         assert f"{kind}: {victim}" in detail
 
@@ -332,10 +316,7 @@ async def test_boot_refuses_tre_code_python_would_run_but_the_manifest_lacks(
 ) -> None:
     rig = make_rig(tmp_path)
     plant(rig.code["ipc"], "planted")
-    with trio.fail_after(30):
-        with pytest.raises(IntegrityError):
-            async with tre.open_tre(state=rig.state, code_roots=rig.code):
-                pass
+    await boot_refused(rig)
 
 
 @pytest.mark.xfail(strict=True, reason=_UNMEASURED_BUG + " (in a domain, too)")
@@ -349,11 +330,10 @@ async def test_boot_locks_a_domain_whose_pycache_was_tampered(tmp_path: Path) ->
     header = cfile.read_bytes()[:16]
     code = compile(source.read_text() + "\nTAMPERED = True\n", str(source), "exec")
     cfile.write_bytes(header + marshal.dumps(code))
-    with trio.fail_after(30):
-        async with tre.open_tre(state=rig.state, code_roots=rig.code) as t:
-            module = sys.modules[t._kernel.domains[D].spec.cls.__module__]
-            ran_tampered = getattr(module, "TAMPERED", False)
-            assert t.domain(D).state == "locked", f"running; tampered code ran: {ran_tampered}"
+    async with booted(rig) as t:
+        module = sys.modules[t._kernel.domains[D].spec.cls.__module__]
+        ran_tampered = getattr(module, "TAMPERED", False)
+        assert t.domain(D).state == "locked", f"running; tampered code ran: {ran_tampered}"
 
 
 # --- a file that vanishes while a check reads it -------------------------------------------------
@@ -376,26 +356,21 @@ def vanishing(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Path]]:
     yield victims
 
 
-async def test_a_domain_file_vanishing_during_a_check_locks_the_domain(
-    tmp_path: Path, vanishing: list[Path]
+@pytest.mark.parametrize("scope", ["domain", "tre"])
+async def test_a_file_vanishing_during_a_check_locks_the_domain_or_the_tre(
+    tmp_path: Path, vanishing: list[Path], scope: str
 ) -> None:
+    """A domain's file: that domain is locked; a file of the TRE's code: the whole TRE."""
     rig = make_rig(tmp_path)
-    with trio.fail_after(30):
-        async with tre.open_tre(state=rig.state, code_roots=rig.code) as t:
+    async with booted(rig) as t:
+        if scope == "domain":
             vanishing.append(rig.plugins[D] / "helpers.py")
-            assert await monitor_of(t).check("scheduled") is False
-            assert t.domain(D).state == "locked"
-            assert t.domain(OTHER).state == "running"
-
-
-async def test_a_tre_file_vanishing_during_a_check_locks_the_tre(
-    tmp_path: Path, vanishing: list[Path]
-) -> None:
-    rig = make_rig(tmp_path)
-    with trio.fail_after(30):
-        async with tre.open_tre(state=rig.state, code_roots=rig.code) as t:
+        else:
             vanishing.append(rig.code["ipc"] / "_limits.py")
-            assert await monitor_of(t).check("scheduled") is False
+        assert await monitor_of(t).check("scheduled") is False
+        if scope == "domain":
+            assert_only_d_locked(t)
+        else:
             assert t.device.lifecycle == "locked"
 
 
@@ -411,6 +386,6 @@ async def test_a_file_name_with_a_newline_cannot_forge_a_line(
     use_code_copies(monkeypatch, rig)
     with trio.fail_after(30):
         code, out, err = await acli(capsys, "run", "--state", rig.state, "--duration", "0")
-    detail = integrity_status(capsys, rig.state)["checks"]["boot"]["detail"]
+    detail = last_check(capsys, rig.state)["detail"]
     assert len(detail) == 1, detail
     assert_one_line_error(code, out, err, "refuses to boot")

@@ -97,6 +97,12 @@ def problems(state: Path, pinned: Path | None = None) -> tuple[str, ...]:
     return verify_state(state, pinned).problems
 
 
+def assert_first_problem(state: Path, text: str, pinned: Path | None = None) -> None:
+    """Verification fails, and its first problem says ``text``."""
+    found = problems(state, pinned)
+    assert found and text in found[0], found
+
+
 def save_checkpoint(state: Path, out: Path) -> Checkpoint:
     with open_audit_state(state) as view:
         cp = view.latest()
@@ -471,8 +477,7 @@ def test_any_edit_of_a_checkpoint_is_detected(state: Path, column, change) -> No
         conn.execute(
             f"UPDATE audit_checkpoints SET {column} = ? WHERE size = ?", (change(value), size)
         )
-    found = problems(state)
-    assert found and "checkpoint" in found[0], found
+    assert_first_problem(state, "checkpoint")
 
 
 def test_a_deleted_row_of_any_table_is_detected(state: Path) -> None:
@@ -491,20 +496,22 @@ def test_an_emptied_log_is_detected(state: Path) -> None:
     with db(state) as conn:
         for table in ("audit_entries", "audit_nodes", "audit_checkpoints"):
             conn.execute(f"DELETE FROM {table}")
-    found = problems(state)
-    assert found and "entries were removed" in found[0], found
+    assert_first_problem(state, "entries were removed")
+
+
+def _swap_entries_3_and_4(conn: sqlite3.Connection, cols: str) -> None:
+    """Entries 3 and 4 trade the values of ``cols`` (comma-separated columns)."""
+    a = conn.execute(f"SELECT {cols} FROM audit_entries WHERE seq = 3").fetchone()
+    b = conn.execute(f"SELECT {cols} FROM audit_entries WHERE seq = 4").fetchone()
+    sets = ", ".join(f"{c} = ?" for c in cols.split(", "))
+    conn.execute(f"UPDATE audit_entries SET {sets} WHERE seq = 3", b)
+    conn.execute(f"UPDATE audit_entries SET {sets} WHERE seq = 4", a)
 
 
 def test_a_reordered_pair_is_detected(state: Path) -> None:
-    cols = "time, domain, kind, nonce, body, mac, leaf"
     with db(state) as conn:
-        a = conn.execute(f"SELECT {cols} FROM audit_entries WHERE seq = 3").fetchone()
-        b = conn.execute(f"SELECT {cols} FROM audit_entries WHERE seq = 4").fetchone()
-        sets = ", ".join(f"{c} = ?" for c in cols.split(", "))
-        conn.execute(f"UPDATE audit_entries SET {sets} WHERE seq = 3", b)
-        conn.execute(f"UPDATE audit_entries SET {sets} WHERE seq = 4", a)
-    found = problems(state)
-    assert found and "entry 3" in found[0], found
+        _swap_entries_3_and_4(conn, "time, domain, kind, nonce, body, mac, leaf")
+    assert_first_problem(state, "entry 3")
 
 
 def _recompute_tree(conn: sqlite3.Connection) -> None:
@@ -531,13 +538,8 @@ def test_a_rewritten_history_with_consistent_hashes_is_detected(state: Path, pub
     """Reordered entries with every leaf and node hash recomputed: the structure holds
     together, but the MAC chain (with the secret) and the signed checkpoints (without it)
     do not."""
-    cols = "time, domain, kind, nonce, body, mac"
     with db(state) as conn:
-        a = conn.execute(f"SELECT {cols} FROM audit_entries WHERE seq = 3").fetchone()
-        b = conn.execute(f"SELECT {cols} FROM audit_entries WHERE seq = 4").fetchone()
-        sets = ", ".join(f"{c} = ?" for c in cols.split(", "))
-        conn.execute(f"UPDATE audit_entries SET {sets} WHERE seq = 3", b)
-        conn.execute(f"UPDATE audit_entries SET {sets} WHERE seq = 4", a)
+        _swap_entries_3_and_4(conn, "time, domain, kind, nonce, body, mac")
         _recompute_tree(conn)
     with open_audit_state(state) as view:
         found = view.verify(public_only=public).problems
@@ -554,8 +556,7 @@ def test_a_cut_off_end_is_detected(state: Path) -> None:
         conn.execute("DELETE FROM audit_entries WHERE seq >= ?", (keep,))
         conn.execute("DELETE FROM audit_checkpoints WHERE size > ?", (keep,))
         _recompute_tree(conn)
-    found = problems(state)
-    assert found and "removed from or added at the end" in found[0], found
+    assert_first_problem(state, "removed from or added at the end")
 
 
 def test_truncation_below_a_pinned_checkpoint_is_detected(state: Path, tmp_path: Path) -> None:
@@ -570,8 +571,7 @@ def test_truncation_below_a_pinned_checkpoint_is_detected(state: Path, tmp_path:
     shutil.rmtree(state)
     shutil.copytree(old, state)
     assert problems(state) == ()
-    found = problems(state, pin)
-    assert found and "fewer than the pinned checkpoint" in found[0], found
+    assert_first_problem(state, "fewer than the pinned checkpoint", pin)
 
 
 def test_an_older_database_alone_is_detected_as_a_rollback(state: Path, tmp_path: Path):
@@ -579,8 +579,7 @@ def test_an_older_database_alone_is_detected_as_a_rollback(state: Path, tmp_path
     shutil.copy(state / DB_FILE, old)
     trio.run(populate, state)
     shutil.copy(old, state / DB_FILE)
-    found = problems(state)
-    assert found and "older copy of the database" in found[0], found
+    assert_first_problem(state, "older copy of the database")
 
 
 def test_a_different_root_at_the_same_size_is_detected(state: Path, tmp_path: Path) -> None:
@@ -593,15 +592,13 @@ def test_a_different_root_at_the_same_size_is_detected(state: Path, tmp_path: Pa
     pin = tmp_path / "pin.json"
     with open_audit_state(state) as view:
         pin.write_text(other.to_json(view.ueid, view.cert_pem))
-    found = problems(state, pin)
-    assert found and "not consistent with the pinned checkpoint" in found[0], found
+    assert_first_problem(state, "not consistent with the pinned checkpoint", pin)
     with db(state) as conn:
         conn.execute(
             "UPDATE audit_checkpoints SET root = ?, signature = ? WHERE size = ?",
             (other.root, other.signature, other.size),
         )
-    found = problems(state)
-    assert found and "root is not the tree's root" in found[0], found
+    assert_first_problem(state, "root is not the tree's root")
 
 
 def test_a_forged_checkpoint_is_detected(state: Path, tmp_path: Path) -> None:
@@ -611,15 +608,13 @@ def test_a_forged_checkpoint_is_detected(state: Path, tmp_path: Path) -> None:
         pin = tmp_path / "pin.json"
         forged = Checkpoint(cp.size, cp.root, cp.time, cp.boot_count).signed(forger, view.ueid)
         pin.write_text(forged.to_json(view.ueid, view.cert_pem))
-    found = problems(state, pin)
-    assert found and "not signed by this device" in found[0], found
+    assert_first_problem(state, "not signed by this device", pin)
     with db(state) as conn:
         conn.execute(
             "INSERT INTO audit_checkpoints VALUES (?, ?, ?, ?, ?)",
             (cp.size + 1, cp.root, cp.time, cp.boot_count, forged.signature),
         )
-    found = problems(state)
-    assert found and "signature is not the DeviceID key's" in found[0], found
+    assert_first_problem(state, "signature is not the DeviceID key's")
 
 
 def test_verify_exits_1_naming_the_first_problem(state: Path, capsys) -> None:

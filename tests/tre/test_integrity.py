@@ -29,7 +29,8 @@ import math
 import shutil
 import time
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -199,6 +200,72 @@ async def wait_until(condition: Callable[[], bool]) -> None:
         await trio.sleep(0.01)
 
 
+def last_check(capsys: pytest.CaptureFixture[str], state: Path, kind: str = "boot") -> Any:
+    """What ``tre integrity status --json`` says of the last check of ``kind``."""
+    return integrity_status(capsys, state)["checks"][kind]
+
+
+@asynccontextmanager
+async def booted(rig: Rig) -> AsyncIterator[tre.TRE]:
+    """The rig's TRE, booted on its code copies, bounded by a 30 s real-clock limit."""
+    with trio.fail_after(30):
+        async with tre.open_tre(state=rig.state, code_roots=rig.code) as t:
+            yield t
+
+
+async def boot_refused(rig: Rig, match: str | None = None) -> IntegrityError:
+    """Boot the rig's TRE, which must refuse with :class:`IntegrityError`."""
+    with trio.fail_after(30):
+        with pytest.raises(IntegrityError, match=match) as caught:
+            async with tre.open_tre(state=rig.state, code_roots=rig.code):
+                pytest.fail("a TRE booted although its integrity check should refuse it")
+    return caught.value
+
+
+def assert_only_d_locked(t: tre.TRE) -> None:
+    assert t.domain(D).state == "locked"
+    assert t.domain(OTHER).state == "running"
+
+
+async def assert_keys_locked(t: tre.TRE, domain: str) -> None:
+    """Both ways in to ``domain``'s keys are refused: a call and a keystore handle."""
+    with pytest.raises(tre.Locked):
+        await ks(t, domain, "list")
+    with pytest.raises(tre.KeystoreLocked):
+        keystore(t, domain).list()
+
+
+async def seal_again(capsys: pytest.CaptureFixture[str], rig: Rig) -> str:
+    """``tre integrity seal`` on the rig (must succeed): its standard output."""
+    code, out, err = await acli(
+        capsys, "integrity", "seal", "--state", rig.state, "--factory", rig.factory
+    )
+    assert code == 0, err
+    return out
+
+
+def break_manifest(rig: Rig, scope: str, how: str) -> str:
+    """The manifest of ``scope`` ("tre" or :data:`D`) ``forged`` (the attacker changes the
+    code and signs a manifest of it with a key of its own) or ``missing``: the message."""
+    if how == "forged":
+        _, files = tamper_and_measure(rig, scope)
+        write_manifest(rig.state, scope, files, Ed25519PrivateKey.generate())
+        return "the integrity manifest's signature is invalid"
+    manifest_path(rig.state, scope).unlink()
+    return "no integrity manifest"
+
+
+def tamper_and_measure(rig: Rig, scope: str) -> tuple[str, dict[str, bytes]]:
+    """``MUTATIONS[0]`` applied to ``scope`` ("tre" or :data:`D`): the changed file and
+    the scope's files as measured now."""
+    m = MUTATIONS[0]
+    if scope == "tre":
+        tamper_tre(rig, m)
+        return m.tre_file, measure_scope("tre", None, rig.code)
+    tamper_domain(rig, m)
+    return m.domain_file, measure_scope(D, tre.load_domain_dir(rig.plugins[D]), None)
+
+
 # --- at boot: the TRE's own code ----------------------------------------------------------------
 
 
@@ -212,10 +279,7 @@ async def test_boot_refuses_when_the_tre_code_differs_until_sealed_again(
     rig = make_rig(tmp_path)
     tamper_tre(rig, m)
     with trio.fail_after(30):
-        with pytest.raises(IntegrityError) as caught:
-            async with tre.open_tre(state=rig.state, code_roots=rig.code):
-                pytest.fail("a TRE whose code differs from its manifest booted")
-        error = caught.value
+        error = await boot_refused(rig)
         assert error.files == (m.tre_file,)
         assert error.code == "INTEGRITY"
         assert f"tre: {m.kind}: {m.tre_file}" in str(error)
@@ -227,24 +291,21 @@ async def test_boot_refuses_when_the_tre_code_differs_until_sealed_again(
         assert_one_line_error(code, out, err, "refuses to boot", m.tre_file)
 
         # the refused boot is recorded, nothing was locked
-        boot = integrity_status(capsys, rig.state)["checks"]["boot"]
+        boot = last_check(capsys, rig.state)
         assert boot["result"] == "mismatch"
         assert boot["detail"] == [f"tre: {m.kind}: {m.tre_file}"]
         assert lifecycles(capsys, rig.state) == ("secured", {D: "installed", OTHER: "installed"})
 
         # an authorised change: the factory seals again, and the TRE boots
-        code, out, err = await acli(
-            capsys, "integrity", "seal", "--state", rig.state, "--factory", rig.factory
-        )
-        assert code == 0, err
+        out = await seal_again(capsys, rig)
         assert f"{D} by owner" in out and f"{OTHER} by owner" in out
-        async with tre.open_tre(state=rig.state, code_roots=rig.code) as t:
+        async with booted(rig) as t:
             assert [d.state for d in t.domains()] == ["running", "running"]
             assert await ks(t, D, "list") == []
             assert monitor_of(t).last["boot"]["result"] == "ok"
         code, out, err = await acli(capsys, "run", "--state", rig.state, "--duration", "0")
         assert code == 0, err
-    assert integrity_status(capsys, rig.state)["checks"]["boot"]["result"] == "ok"
+    assert last_check(capsys, rig.state)["result"] == "ok"
 
 
 @pytest.mark.parametrize("how", ["forged", "missing"])
@@ -255,23 +316,13 @@ async def test_a_forged_or_missing_tre_manifest_refuses_the_boot(
     how: str,
 ) -> None:
     rig = make_rig(tmp_path)
-    if how == "forged":
-        # the attacker changes the code and signs a manifest of it with a key of its own
-        tamper_tre(rig, MUTATIONS[0])
-        files = measure_scope("tre", None, rig.code)
-        write_manifest(rig.state, "tre", files, Ed25519PrivateKey.generate())
-        expected = "the integrity manifest's signature is invalid"
-    else:
-        manifest_path(rig.state, "tre").unlink()
-        expected = "no integrity manifest"
+    expected = break_manifest(rig, "tre", how)
+    await boot_refused(rig, match=expected)
+    use_code_copies(monkeypatch, rig)
     with trio.fail_after(30):
-        with pytest.raises(IntegrityError, match=expected):
-            async with tre.open_tre(state=rig.state, code_roots=rig.code):
-                pytest.fail("booted without a valid TRE manifest")
-        use_code_copies(monkeypatch, rig)
         code, out, err = await acli(capsys, "run", "--state", rig.state, "--duration", "0")
     assert_one_line_error(code, out, err, "refuses to boot", expected)
-    assert integrity_status(capsys, rig.state)["checks"]["boot"]["result"] == "mismatch"
+    assert last_check(capsys, rig.state)["result"] == "mismatch"
 
 
 # --- at boot: a domain ---------------------------------------------------------------------------
@@ -284,20 +335,15 @@ async def test_boot_locks_a_domain_whose_code_differs_and_the_rest_boots(
     rig = make_rig(tmp_path)
     tamper_domain(rig, m)
     described = f"{D}: {m.kind}: {m.domain_file}"
-    with trio.fail_after(30):
-        async with tre.open_tre(state=rig.state, code_roots=rig.code) as t:
-            assert t.domain(D).state == "locked"
-            assert t.domain(OTHER).state == "running"
-            assert t.device.lifecycle == "secured"
-            with pytest.raises(tre.Locked):
-                await ks(t, D, "list")
-            with pytest.raises(tre.KeystoreLocked):
-                keystore(t, D).list()
-            assert await ks(t, OTHER, "list") == []
-            assert keystore(t, OTHER).list() == []
-            kernel_events = [(e.kind, e.domain, e.detail) for e in t.events]
-            assert ("integrity", "tre", "boot: mismatch") in kernel_events
-            assert monitor_of(t).fresh  # the TRE's own code matched: other domains go on
+    async with booted(rig) as t:
+        assert_only_d_locked(t)
+        assert t.device.lifecycle == "secured"
+        await assert_keys_locked(t, D)
+        assert await ks(t, OTHER, "list") == []
+        assert keystore(t, OTHER).list() == []
+        kernel_events = [(e.kind, e.domain, e.detail) for e in t.events]
+        assert ("integrity", "tre", "boot: mismatch") in kernel_events
+        assert monitor_of(t).fresh  # the TRE's own code matched: other domains go on
 
     assert lifecycles(capsys, rig.state) == ("secured", {D: "locked", OTHER: "active"})
     rows = db_rows(rig.state, "SELECT kind, detail FROM events WHERE domain = ?", D)
@@ -306,14 +352,12 @@ async def test_boot_locks_a_domain_whose_code_differs_and_the_rest_boots(
     moves = [detail for kind, detail in rows if kind == "domain_state"]
     assert moves == [f"installed -> locked: integrity (boot): {described}"]
     assert not db_rows(rig.state, "SELECT 1 FROM events WHERE kind = 'tamper' AND domain != ?", D)
-    boot = integrity_status(capsys, rig.state)["checks"]["boot"]
+    boot = last_check(capsys, rig.state)
     assert (boot["result"], boot["detail"]) == ("mismatch", [described])
 
     # locking is final: the domain stays locked at the next boot (which still finds it)
-    with trio.fail_after(30):
-        async with tre.open_tre(state=rig.state, code_roots=rig.code) as t:
-            assert t.domain(D).state == "locked"
-            assert t.domain(OTHER).state == "running"
+    async with booted(rig) as t:
+        assert_only_d_locked(t)
 
 
 @pytest.mark.parametrize("m", MUTATIONS, ids=IDS)
@@ -327,16 +371,12 @@ async def test_an_authorised_domain_change_sealed_again_boots(
     tamper_domain(rig, m)
     use_code_copies(monkeypatch, rig)
     with trio.fail_after(30):
-        code, out, err = await acli(
-            capsys, "integrity", "seal", "--state", rig.state, "--factory", rig.factory
-        )
-        assert code == 0, err
-        assert "integrity manifests signed: the TRE (" in out
-        async with tre.open_tre(state=rig.state, code_roots=rig.code) as t:
-            assert [d.state for d in t.domains()] == ["running", "running"]
-            assert await ks(t, D, "list") == []
+        assert "integrity manifests signed: the TRE (" in await seal_again(capsys, rig)
+    async with booted(rig) as t:
+        assert [d.state for d in t.domains()] == ["running", "running"]
+        assert await ks(t, D, "list") == []
     assert lifecycles(capsys, rig.state) == ("secured", {D: "active", OTHER: "active"})
-    assert integrity_status(capsys, rig.state)["checks"]["boot"]["result"] == "ok"
+    assert last_check(capsys, rig.state)["result"] == "ok"
 
 
 @pytest.mark.parametrize("how", ["forged", "missing"])
@@ -344,22 +384,12 @@ async def test_a_forged_or_missing_domain_manifest_locks_that_domain(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str
 ) -> None:
     rig = make_rig(tmp_path)
-    if how == "forged":
-        tamper_domain(rig, MUTATIONS[0])
-        spec = tre.load_domain_dir(rig.plugins[D])
-        files = measure_scope(D, spec, None)
-        write_manifest(rig.state, D, files, Ed25519PrivateKey.generate())
-        expected = f"{D}: the integrity manifest's signature is invalid"
-    else:
-        manifest_path(rig.state, D).unlink()
-        expected = f"{D}: no integrity manifest"
-    with trio.fail_after(30):
-        async with tre.open_tre(state=rig.state, code_roots=rig.code) as t:
-            assert t.domain(D).state == "locked"
-            assert t.domain(OTHER).state == "running"
-            assert await ks(t, OTHER, "list") == []
+    expected = f"{D}: {break_manifest(rig, D, how)}"
+    async with booted(rig) as t:
+        assert_only_d_locked(t)
+        assert await ks(t, OTHER, "list") == []
     assert lifecycles(capsys, rig.state) == ("secured", {D: "locked", OTHER: "active"})
-    (detail,) = integrity_status(capsys, rig.state)["checks"]["boot"]["detail"]
+    (detail,) = last_check(capsys, rig.state)["detail"]
     assert expected in detail
 
 
@@ -377,36 +407,32 @@ async def test_a_runtime_check_locks_a_changed_domain_at_once(
 ) -> None:
     rig = make_rig(tmp_path)
     described = f"{D}: {m.kind}: {m.domain_file}"
-    with trio.fail_after(30):
-        async with tre.open_tre(state=rig.state, code_roots=rig.code) as t:
-            monitor = monitor_of(t)
-            assert await ks(t, D, "list") == []
-            assert await monitor.check(kind) is True  # nothing changed yet
-            assert monitor.last[kind]["result"] == "ok"
+    async with booted(rig) as t:
+        monitor = monitor_of(t)
+        assert await ks(t, D, "list") == []
+        assert await monitor.check(kind) is True  # nothing changed yet
+        assert monitor.last[kind]["result"] == "ok"
 
-            tamper_domain(rig, m)
-            assert await monitor.check(kind) is False
-            # at once: by the time the check returns, the domain is locked
-            assert t.domain(D).state == "locked"
-            assert domain_keys(t, D).locked
-            with pytest.raises(tre.Locked):
-                await ks(t, D, "list")
-            with pytest.raises(tre.KeystoreLocked):
-                keystore(t, D).list()
-            # the rest carries on: the TRE's own code matched, so the gate is fresh
-            assert monitor.fresh
-            assert t.domain(OTHER).state == "running"
-            assert await ks(t, OTHER, "list") == []
-            assert len(t.attest(NONCE)) > 0
-            assert monitor.last[kind]["detail"] == [described]
-            locked = [e.detail for e in t.events if e.kind == "locked" and e.domain == D]
-            assert locked == [f"integrity ({kind}): {described}"]
+        tamper_domain(rig, m)
+        assert await monitor.check(kind) is False
+        # at once: by the time the check returns, the domain is locked
+        assert t.domain(D).state == "locked"
+        assert domain_keys(t, D).locked
+        await assert_keys_locked(t, D)
+        # the rest carries on: the TRE's own code matched, so the gate is fresh
+        assert monitor.fresh
+        assert t.domain(OTHER).state == "running"
+        assert await ks(t, OTHER, "list") == []
+        assert len(t.attest(NONCE)) > 0
+        assert monitor.last[kind]["detail"] == [described]
+        locked = [e.detail for e in t.events if e.kind == "locked" and e.domain == D]
+        assert locked == [f"integrity ({kind}): {described}"]
 
     assert lifecycles(capsys, rig.state) == ("secured", {D: "locked", OTHER: "active"})
     rows = db_rows(rig.state, "SELECT kind, detail FROM events WHERE domain = ?", D)
     assert ("tamper", f"integrity ({kind}): {described}") in rows
     assert ("domain_state", f"active -> locked: integrity ({kind}): {described}") in rows
-    check = integrity_status(capsys, rig.state)["checks"][kind]
+    check = last_check(capsys, rig.state, kind)
     assert (check["result"], check["detail"]) == ("mismatch", [described])
 
 
@@ -415,62 +441,56 @@ async def test_a_runtime_check_locks_the_whole_tre_when_its_code_changed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], m: Mutation, kind: str
 ) -> None:
     rig = make_rig(tmp_path)
-    with trio.fail_after(30):
-        async with tre.open_tre(state=rig.state, code_roots=rig.code) as t:
-            monitor = monitor_of(t)
-            assert await ks(t, D, "list") == []
-            tamper_tre(rig, m)
-            assert await monitor.check(kind) is False
-            assert t.device.lifecycle == "locked"
-            assert {d.id: d.state for d in t.domains()} == {D: "locked", OTHER: "locked"}
-            for domain in (D, OTHER):
-                with pytest.raises(tre.Locked):
-                    await ks(t, domain, "list")
-                with pytest.raises(tre.KeystoreLocked):
-                    keystore(t, domain).list()
-            # no fresh check any more: whatever relies on integrity is refused
-            assert not monitor.fresh
-            with pytest.raises(IntegrityStale):
-                t.attest(NONCE)
-            assert monitor.last[kind]["detail"] == [f"tre: {m.kind}: {m.tre_file}"]
+    async with booted(rig) as t:
+        monitor = monitor_of(t)
+        assert await ks(t, D, "list") == []
+        tamper_tre(rig, m)
+        assert await monitor.check(kind) is False
+        assert t.device.lifecycle == "locked"
+        assert {d.id: d.state for d in t.domains()} == {D: "locked", OTHER: "locked"}
+        for domain in (D, OTHER):
+            await assert_keys_locked(t, domain)
+        # no fresh check any more: whatever relies on integrity is refused
+        assert not monitor.fresh
+        with pytest.raises(IntegrityStale):
+            t.attest(NONCE)
+        assert monitor.last[kind]["detail"] == [f"tre: {m.kind}: {m.tre_file}"]
 
     assert lifecycles(capsys, rig.state) == ("locked", {D: "locked", OTHER: "locked"})
     rows = db_rows(rig.state, "SELECT kind, detail FROM events WHERE domain = 'tre'")
     reason = f"integrity ({kind}): tre: {m.kind}: {m.tre_file}"
     assert ("tamper", reason) in rows
     assert ("tre_state", f"secured -> locked: {reason}") in rows
-    assert integrity_status(capsys, rig.state)["checks"][kind]["result"] == "mismatch"
+    assert last_check(capsys, rig.state, kind)["result"] == "mismatch"
 
 
 async def test_the_background_schedule_catches_a_change(tmp_path: Path) -> None:
     """The monitor's own task, on the real clock with a short interval."""
     rig = make_rig(tmp_path, integrity={"interval": 0.05, "dormancy_after": 3600.0})
-    with trio.fail_after(30):
-        async with tre.open_tre(state=rig.state, code_roots=rig.code) as t:
-            monitor = monitor_of(t)
-            assert monitor.settings == IntegritySettings(interval=0.05, dormancy_after=3600.0)
-            tamper_domain(rig, MUTATIONS[1])
-            await t.wait_for(D, "locked")
-            assert monitor.last["scheduled"]["result"] == "mismatch"
-            assert "dormancy" not in monitor.last
-            assert t.domain(OTHER).state == "running"
+    async with booted(rig) as t:
+        monitor = monitor_of(t)
+        assert monitor.settings == IntegritySettings(interval=0.05, dormancy_after=3600.0)
+        tamper_domain(rig, MUTATIONS[1])
+        await t.wait_for(D, "locked")
+        assert monitor.last["scheduled"]["result"] == "mismatch"
+        assert "dormancy" not in monitor.last
+        assert t.domain(OTHER).state == "running"
 
 
 async def test_dormancy_catches_a_change_after_an_idle_period(tmp_path: Path) -> None:
     """The monitor's own task, on the real clock: no call for ``dormancy_after`` seconds
     runs a full check (the interval is an hour, so no scheduled check runs)."""
     rig = make_rig(tmp_path, integrity={"interval": 3600.0, "dormancy_after": 1.0})
-    with trio.fail_after(30):
-        async with tre.open_tre(state=rig.state, code_roots=rig.code) as t:
-            monitor = monitor_of(t)
-            tamper_domain(rig, MUTATIONS[0])
-            started = trio.current_time()
-            assert await ks(t, OTHER, "list") == []  # a call: the idle period starts now
-            await t.wait_for(D, "locked")
-            assert trio.current_time() - started >= 1.0
-            assert monitor.last["dormancy"]["result"] == "mismatch"
-            assert "scheduled" not in monitor.last
-            assert t.domain(OTHER).state == "running"
+    async with booted(rig) as t:
+        monitor = monitor_of(t)
+        tamper_domain(rig, MUTATIONS[0])
+        started = trio.current_time()
+        assert await ks(t, OTHER, "list") == []  # a call: the idle period starts now
+        await t.wait_for(D, "locked")
+        assert trio.current_time() - started >= 1.0
+        assert monitor.last["dormancy"]["result"] == "mismatch"
+        assert "scheduled" not in monitor.last
+        assert t.domain(OTHER).state == "running"
 
 
 # --- before operations that rely on integrity (real clock, a short max_age) ------------------
@@ -486,73 +506,70 @@ async def test_a_key_use_after_max_age_is_refused_and_checked_first(
     pre-operation check. When that check fails, the key use stays refused (the domain, or
     the whole TRE, is locked); when it passes, the key can be used again."""
     rig = make_rig(tmp_path, integrity=STALE_SOON)
-    with trio.fail_after(30):
-        async with tre.open_tre(state=rig.state, code_roots=rig.code) as t:
-            monitor = monitor_of(t)
-            assert monitor.settings == IntegritySettings(3600.0, 3600.0, 0.3)
-            await wait_until(lambda: not monitor.fresh)  # max_age passed without a check
-            assert set(monitor.last) == {"boot"}
-            if changed == "domain":
-                tamper_domain(rig, MUTATIONS[0])
-            elif changed == "tre":
-                tamper_tre(rig, MUTATIONS[0])
+    async with booted(rig) as t:
+        monitor = monitor_of(t)
+        assert monitor.settings == IntegritySettings(3600.0, 3600.0, 0.3)
+        await wait_until(lambda: not monitor.fresh)  # max_age passed without a check
+        assert set(monitor.last) == {"boot"}
+        if changed == "domain":
+            tamper_domain(rig, MUTATIONS[0])
+        elif changed == "tre":
+            tamper_tre(rig, MUTATIONS[0])
 
-            with pytest.raises(IntegrityStale, match="one has been started"):
+        with pytest.raises(IntegrityStale, match="one has been started"):
+            keystore(t, D).list()
+
+        if changed == "nothing":
+            await wait_until(lambda: monitor.fresh)
+            assert keystore(t, D).list() == []  # checked just now: allowed again
+            assert monitor.last["pre-operation"]["result"] == "ok"
+        elif changed == "domain":
+            await wait_until(lambda: t.domain(D).state == "locked" and monitor.fresh)
+            with pytest.raises(tre.KeystoreLocked):
                 keystore(t, D).list()
-
-            if changed == "nothing":
-                await wait_until(lambda: monitor.fresh)
-                assert keystore(t, D).list() == []  # checked just now: allowed again
-                assert monitor.last["pre-operation"]["result"] == "ok"
-            elif changed == "domain":
-                await wait_until(lambda: t.domain(D).state == "locked" and monitor.fresh)
+            assert keystore(t, OTHER).list() == []  # the TRE's code matched
+            assert monitor.last["pre-operation"]["detail"] == [
+                f"{D}: changed: {MUTATIONS[0].domain_file}"
+            ]
+        else:
+            await wait_until(lambda: t.device.lifecycle == "locked")
+            for domain in (D, OTHER):
                 with pytest.raises(tre.KeystoreLocked):
-                    keystore(t, D).list()
-                assert keystore(t, OTHER).list() == []  # the TRE's code matched
-                assert monitor.last["pre-operation"]["detail"] == [
-                    f"{D}: changed: {MUTATIONS[0].domain_file}"
-                ]
-            else:
-                await wait_until(lambda: t.device.lifecycle == "locked")
-                for domain in (D, OTHER):
-                    with pytest.raises(tre.KeystoreLocked):
-                        keystore(t, domain).list()
-                assert not monitor.fresh
-                assert monitor.last["pre-operation"]["detail"] == [
-                    f"tre: changed: {MUTATIONS[0].tre_file}"
-                ]
-    result = integrity_status(capsys, rig.state)["checks"]["pre-operation"]["result"]
+                    keystore(t, domain).list()
+            assert not monitor.fresh
+            assert monitor.last["pre-operation"]["detail"] == [
+                f"tre: changed: {MUTATIONS[0].tre_file}"
+            ]
+    result = last_check(capsys, rig.state, "pre-operation")["result"]
     assert result == ("ok" if changed == "nothing" else "mismatch")
 
 
 async def test_attest_is_refused_while_the_integrity_check_is_stale(tmp_path: Path) -> None:
     rig = make_rig(tmp_path, integrity=STALE_SOON)
-    with trio.fail_after(30):
-        async with tre.open_tre(state=rig.state, code_roots=rig.code) as t:
-            monitor = monitor_of(t)
-            await wait_until(lambda: not monitor.fresh)
-            with pytest.raises(IntegrityStale) as caught:
-                t.attest(NONCE)
-            assert caught.value.code == "INTEGRITY_STALE"
-            await wait_until(lambda: monitor.fresh)  # the check the refusal started
-            assert monitor.last["pre-operation"]["result"] == "ok"
-            assert len(t.attest(NONCE)) > 0
+    async with booted(rig) as t:
+        monitor = monitor_of(t)
+        await wait_until(lambda: not monitor.fresh)
+        with pytest.raises(IntegrityStale) as caught:
+            t.attest(NONCE)
+        assert caught.value.code == "INTEGRITY_STALE"
+        await wait_until(lambda: monitor.fresh)  # the check the refusal started
+        assert monitor.last["pre-operation"]["result"] == "ok"
+        assert len(t.attest(NONCE)) > 0
 
 
 async def test_a_gate_made_stale_by_hand_refuses_attest_and_key_use(tmp_path: Path) -> None:
     rig = make_rig(tmp_path)
-    with trio.fail_after(30):
-        async with tre.open_tre(state=rig.state, code_roots=rig.code) as t:
-            monitor = monitor_of(t)
-            evidence = t.attest(NONCE)
-            assert len(evidence) > 0 and keystore(t, D).list() == []
-            monitor.fresh = False
-            with pytest.raises(IntegrityStale):
-                t.attest(NONCE)
-            with pytest.raises(IntegrityStale):
-                keystore(t, D).list()
-            await wait_until(lambda: monitor.fresh)
-            assert len(t.attest(NONCE)) > 0
+    async with booted(rig) as t:
+        monitor = monitor_of(t)
+        evidence = t.attest(NONCE)
+        assert len(evidence) > 0 and keystore(t, D).list() == []
+        monitor.fresh = False
+        with pytest.raises(IntegrityStale):
+            t.attest(NONCE)
+        with pytest.raises(IntegrityStale):
+            keystore(t, D).list()
+        await wait_until(lambda: monitor.fresh)
+        assert len(t.attest(NONCE)) > 0
 
 
 async def test_a_stale_gate_in_a_handler_is_a_refusal_not_a_domain_fault(tmp_path: Path) -> None:
@@ -661,49 +678,76 @@ def relative(calls: list[tuple[str, float]], t0: float) -> list[tuple[str, float
     return [(kind, at - t0) for kind, at in calls]
 
 
+@dataclasses.dataclass
+class Schedule:
+    """A :func:`scheduled` monitor whose ``run`` task is running, from ``t0`` on."""
+
+    monitor: GuardedMonitor
+    fake: FakeCheck
+    kernel: types.SimpleNamespace
+    gated: Keystore
+    t0: float
+
+    def calls(self) -> list[tuple[str, float]]:
+        """The checks made so far, with times relative to ``t0``."""
+        return relative(self.fake.calls, self.t0)
+
+    async def refused(self) -> None:
+        """A key use is refused as stale; then the check that refusal kicked runs."""
+        with pytest.raises(IntegrityStale):
+            self.gated.list()
+        await trio.testing.wait_all_tasks_blocked()
+
+
+@asynccontextmanager
+async def running(
+    monkeypatch: pytest.MonkeyPatch,
+    settings: IntegritySettings,
+    *,
+    idle: bool = False,
+    passes: bool = True,
+) -> AsyncIterator[Schedule]:
+    """``monitor.run`` in a nursery, cancelled when the block ends."""
+    monitor, fake, kernel = scheduled(monkeypatch, settings, idle=idle)
+    fake.passes = passes
+    schedule = Schedule(monitor, fake, kernel, gated_keystore(monitor), trio.current_time())
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(monitor.run)
+        yield schedule
+        nursery.cancel_scope.cancel()
+
+
 async def test_scheduled_checks_run_every_interval(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = IntegritySettings(interval=300.0, dormancy_after=60.0, max_age=1e6)
-    monitor, fake, _ = scheduled(monkeypatch, settings, idle=False)
-    t0 = trio.current_time()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(monitor.run)
+    async with running(monkeypatch, settings) as s:
         await trio.sleep(1000)
-        nursery.cancel_scope.cancel()
-    assert relative(fake.calls, t0) == [("scheduled", t) for t in (300.0, 600.0, 900.0)]
+    assert s.calls() == [("scheduled", t) for t in (300.0, 600.0, 900.0)]
 
 
 async def test_a_dormancy_check_runs_once_per_idle_period(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = IntegritySettings(interval=1000.0, dormancy_after=60.0, max_age=1e6)
-    monitor, fake, kernel = scheduled(monkeypatch, settings, idle=True)
-    t0 = trio.current_time()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(monitor.run)
+    async with running(monkeypatch, settings, idle=True) as s:
         await trio.sleep(30)
-        kernel.last_call = trio.current_time()  # a call at 30 postpones it to 90
+        s.kernel.last_call = trio.current_time()  # a call at 30 postpones it to 90
         await trio.sleep(470)
-        assert relative(fake.calls, t0) == [("dormancy", 90.0)]  # once, not again
+        assert s.calls() == [("dormancy", 90.0)]  # once, not again
         await trio.sleep(700)  # still no call: the scheduled check only
-        nursery.cancel_scope.cancel()
-    assert relative(fake.calls, t0) == [("dormancy", 90.0), ("scheduled", 1000.0)]
+    assert s.calls() == [("dormancy", 90.0), ("scheduled", 1000.0)]
 
 
 async def test_a_new_call_then_another_idle_period_brings_another_dormancy_check(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = IntegritySettings(interval=1000.0, dormancy_after=60.0, max_age=1e6)
-    monitor, fake, kernel = scheduled(monkeypatch, settings, idle=True)
-    t0 = trio.current_time()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(monitor.run)
+    async with running(monkeypatch, settings, idle=True) as s:
         await trio.sleep(200)
-        kernel.last_call = trio.current_time()  # a call at 200, then idle again
+        s.kernel.last_call = trio.current_time()  # a call at 200, then idle again
         await trio.sleep(500)
-        nursery.cancel_scope.cancel()
-    assert relative(fake.calls, t0) == [("dormancy", 60.0), ("dormancy", 260.0)]
+    assert s.calls() == [("dormancy", 60.0), ("dormancy", 260.0)]
 
 
 async def test_freshness_expires_at_max_age_and_a_key_use_then_kicks_a_check(
@@ -711,95 +755,66 @@ async def test_freshness_expires_at_max_age_and_a_key_use_then_kicks_a_check(
 ) -> None:
     """Observed at the very instant it expires (see the xfail test below for later)."""
     settings = IntegritySettings(interval=1e6, dormancy_after=1e6, max_age=100.0)
-    monitor, fake, _ = scheduled(monkeypatch, settings, idle=False)
-    t0 = trio.current_time()
-    gated = gated_keystore(monitor)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(monitor.run)
+    async with running(monkeypatch, settings) as s:
         await trio.sleep(99.5)
-        assert is_fresh(monitor) and gated.list() == []
-        await trio.sleep_until(t0 + 100)
+        assert is_fresh(s.monitor) and s.gated.list() == []
+        await trio.sleep_until(s.t0 + 100)
         for _ in range(5):
             await trio.lowlevel.checkpoint()
-        assert not is_fresh(monitor)
+        assert not is_fresh(s.monitor)
         with pytest.raises(IntegrityStale):
-            gated.list()
+            s.gated.list()
         for _ in range(5):
             await trio.lowlevel.checkpoint()
-        assert relative(fake.calls, t0) == [("pre-operation", 100.0)]
-        assert is_fresh(monitor) and gated.list() == []
+        assert s.calls() == [("pre-operation", 100.0)]
+        assert is_fresh(s.monitor) and s.gated.list() == []
         await trio.sleep(99)  # fresh until 200
-        assert is_fresh(monitor) and gated.list() == []
-        nursery.cancel_scope.cancel()
-    assert relative(fake.calls, t0) == [("pre-operation", 100.0)]
+        assert is_fresh(s.monitor) and s.gated.list() == []
+    assert s.calls() == [("pre-operation", 100.0)]
 
 
 async def test_after_freshness_expires_the_monitor_waits_quietly_for_a_key_use(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = IntegritySettings(interval=1000.0, dormancy_after=1e6, max_age=100.0)
-    monitor, fake, _ = scheduled(monkeypatch, settings, idle=False)
-    t0 = trio.current_time()
-    gated = gated_keystore(monitor)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(monitor.run)
+    async with running(monkeypatch, settings) as s:
         await trio.sleep(150)
-        assert not monitor.fresh and fake.calls == []
-        with pytest.raises(IntegrityStale):
-            gated.list()
-        await trio.testing.wait_all_tasks_blocked()
-        assert relative(fake.calls, t0) == [("pre-operation", 150.0)]
-        assert gated.list() == []
-        nursery.cancel_scope.cancel()
+        assert not s.monitor.fresh and s.fake.calls == []
+        await s.refused()
+        assert s.calls() == [("pre-operation", 150.0)]
+        assert s.gated.list() == []
 
 
 async def test_a_stale_gate_kicks_one_pre_operation_check_at_once(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = IntegritySettings(interval=1e6, dormancy_after=1e6, max_age=1e6)
-    monitor, fake, _ = scheduled(monkeypatch, settings, idle=False)
-    t0 = trio.current_time()
-    gated = gated_keystore(monitor)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(monitor.run)
+    async with running(monkeypatch, settings) as s:
         await trio.sleep(10)
-        monitor.fresh = False  # e.g. the last check found the TRE's code changed
+        s.monitor.fresh = False  # e.g. the last check found the TRE's code changed
         for _ in range(3):  # refused every time; the kicks coalesce into one check
             with pytest.raises(IntegrityStale):
-                gated.list()
+                s.gated.list()
         await trio.testing.wait_all_tasks_blocked()
-        assert relative(fake.calls, t0) == [("pre-operation", 10.0)]
-        assert gated.list() == []
-        nursery.cancel_scope.cancel()
+        assert s.calls() == [("pre-operation", 10.0)]
+        assert s.gated.list() == []
 
 
 async def test_a_key_use_stays_refused_while_the_pre_operation_check_fails(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = IntegritySettings(interval=1e6, dormancy_after=1e6, max_age=1e6)
-    monitor, fake, _ = scheduled(monkeypatch, settings, idle=False)
-    fake.passes = False
-    t0 = trio.current_time()
-    gated = gated_keystore(monitor)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(monitor.run)
+    async with running(monkeypatch, settings, passes=False) as s:
         await trio.sleep(10)
-        monitor.fresh = False
-        with pytest.raises(IntegrityStale):
-            gated.list()
-        await trio.testing.wait_all_tasks_blocked()
-        with pytest.raises(IntegrityStale):  # the check failed: still refused
-            gated.list()
-        await trio.testing.wait_all_tasks_blocked()
-        assert relative(fake.calls, t0) == [("pre-operation", 10.0)] * 2
-        fake.passes = True
+        s.monitor.fresh = False
+        await s.refused()
+        await s.refused()  # the check failed: still refused
+        assert s.calls() == [("pre-operation", 10.0)] * 2
+        s.fake.passes = True
         await trio.sleep(5)
-        with pytest.raises(IntegrityStale):
-            gated.list()
-        await trio.testing.wait_all_tasks_blocked()
-        assert gated.list() == []
-        nursery.cancel_scope.cancel()
-    assert relative(fake.calls, t0) == [("pre-operation", 10.0)] * 2 + [("pre-operation", 15.0)]
+        await s.refused()
+        assert s.gated.list() == []
+    assert s.calls() == [("pre-operation", 10.0)] * 2 + [("pre-operation", 15.0)]
 
 
 # --- tre integrity status --------------------------------------------------------------------
@@ -819,12 +834,11 @@ async def test_integrity_status_shows_each_kind_of_check(
     assert before["domain_manifests"] == [D, OTHER]
 
     started = time.time()
-    with trio.fail_after(30):
-        async with tre.open_tre(state=rig.state, code_roots=rig.code) as t:
-            monitor = monitor_of(t)
-            assert await monitor.check("scheduled") is True
-            tamper_domain(rig, MUTATIONS[0])
-            assert await monitor.check("dormancy") is False
+    async with booted(rig) as t:
+        monitor = monitor_of(t)
+        assert await monitor.check("scheduled") is True
+        tamper_domain(rig, MUTATIONS[0])
+        assert await monitor.check("dormancy") is False
     finished = time.time()
 
     checks = integrity_status(capsys, rig.state)["checks"]
