@@ -36,87 +36,51 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import _cli
 from ._attest_measure import FULL, QUICK, Settings, run
 from ._attest_results import render, to_json
-from ._report import write_json
 
 __all__ = ["SCENARIO", "build_parser", "main", "settings_from_args"]
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=(
-            "Attestation evidence generation and verification against raw Ed25519 sign and "
-            "verify, and attested-session messages against a bare channel plus AEAD, in one "
-            "run."
-        ),
+    parser = _cli.scenario_parser(
+        prog,
+        "Attestation evidence generation and verification against raw Ed25519 sign and "
+        "verify, and attested-session messages against a bare channel plus AEAD, in one "
+        "run.",
+        profile_help="afterwards, show where the time goes (cProfile and step timings, to stderr)",
     )
-    parser.add_argument("--quick", action="store_true", help="short run (under a minute)")
-    parser.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE")
-    parser.add_argument(
-        "--profile",
-        action="store_true",
-        help="afterwards, show where the time goes (cProfile and step timings, to stderr)",
-    )
-    tuning = parser.add_argument_group(
-        "overrides (for smoke tests; figures are not comparable with standard runs)"
-    )
-    tuning.add_argument("--rounds", type=_positive, help="interleaved rounds")
-    tuning.add_argument("--evidence-calls", type=_positive, help="evidence / raw signs per round")
+    tuning = _cli.tuning_group(parser)
+    tuning.add_argument("--rounds", type=_cli.positive, help="interleaved rounds")
     tuning.add_argument(
-        "--verify-calls", type=_positive, help="verifications / raw check sets per round"
+        "--evidence-calls", type=_cli.positive, help="evidence / raw signs per round"
     )
     tuning.add_argument(
-        "--session-calls", type=_positive, help="session round trips per round (each loop)"
+        "--verify-calls", type=_cli.positive, help="verifications / raw check sets per round"
     )
     tuning.add_argument(
-        "--warmup",
-        type=float,
-        help="untimed warm-up of every loop, as a fraction of its calls (default 0.1)",
+        "--session-calls", type=_cli.positive, help="session round trips per round (each loop)"
     )
+    _cli.add_warmup_fraction(tuning)
     return parser
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     s = QUICK if args.quick else FULL
     changes: dict[str, Any] = {"profile": bool(args.profile)}
-    for name in ("rounds", "evidence_calls", "verify_calls", "session_calls"):
-        value = getattr(args, name)
-        if value is not None:
-            changes[name] = value
-    if args.warmup is not None:
-        changes["warmup"] = max(0.0, args.warmup)
+    changes |= _cli.overrides(args, ("rounds", "evidence_calls", "verify_calls", "session_calls"))
+    changes |= _cli.warmup_fraction(args)
     return dataclasses.replace(s, **changes)
 
 
 def main(argv: Sequence[str], prog: str = "python -m benchmarks attest") -> int:
     args = build_parser(prog).parse_args(list(argv))
     settings = settings_from_args(args)
-    started = time.perf_counter()
-    outcome = run(settings)
-    if outcome.profile is not None:
-        sys.stderr.write(outcome.profile)
-        sys.stderr.flush()
-    outcome.elapsed_s = time.perf_counter() - started
-    print(render(outcome))
-    if args.json:
-        write_json(args.json, to_json(outcome))
-        print(f"\nJSON written to {args.json}")
-    print(f"\ntotal elapsed: {outcome.elapsed_s:.1f} s")
-    return 0
+    return _cli.run_scenario(args, lambda: run(settings), render, to_json, lambda o: o.profile)
 
 
 SCENARIO: tuple[str, Callable[[Sequence[str], str], int]] = (

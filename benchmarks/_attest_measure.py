@@ -7,7 +7,6 @@ The results here are raw samples (operations/s of every loop in every round);
 from __future__ import annotations
 
 import dataclasses
-import gc
 import os
 import time
 from typing import Any
@@ -40,6 +39,7 @@ from ._attest_loops import (
 )
 from ._loops import BASELINE_CAPACITY
 from ._report import progress
+from ._rounds import interleaved_rounds, sync_round
 
 __all__ = ["FULL", "QUICK", "LoopSpec", "Outcome", "Settings", "calls_of", "loop_specs", "run"]
 
@@ -120,10 +120,6 @@ class Outcome:
     elapsed_s: float = 0.0
 
 
-def _rate(n: int, seconds: float) -> float:
-    return n / seconds if seconds > 0 else float("inf")
-
-
 def _loop(
     spec: LoopSpec,
     evidence_tre: tre.TRE,
@@ -136,10 +132,7 @@ def _loop(
     size = spec.size or 0
     capacity = s.baseline_capacity
 
-    async def sync(fn: Any, *args: Any) -> float:
-        await trio.lowlevel.checkpoint()
-        return float(fn(*args))
-
+    sync = sync_round
     loops: dict[str, Loop] = {
         "evidence": lambda n: sync(evidence_round, evidence_tre, fx, n),
         "raw_sign": lambda n: sync(raw_sign_round, raw, raw.message, n),
@@ -155,22 +148,8 @@ def _loop(
 
 
 async def _rounds(bound: list[tuple[LoopSpec, Loop]], s: Settings) -> dict[str, list[float]]:
-    """Every loop once per round, in an order that rotates each round so that no loop
-    always runs right after another and machine noise hits them all alike."""
-    rates: dict[str, list[float]] = {spec.name: [] for spec, _ in bound}
-    if s.warmup > 0:
-        progress(TAG, f"warm-up: every loop once at {s.warmup:.0%} of its calls (untimed)")
-        for spec, loop in bound:
-            await loop(max(1, int(calls_of(s, spec.op) * s.warmup)))
-    for r in range(s.rounds):
-        shift = r % len(bound)
-        for spec, loop in bound[shift:] + bound[:shift]:
-            n = calls_of(s, spec.op)
-            gc.collect()
-            rate = _rate(n, await loop(n))
-            rates[spec.name].append(rate)
-            progress(TAG, f"{spec.name} round {r + 1}/{s.rounds}: {rate:.0f} ops/s")
-    return rates
+    """Every loop once per round, rotating (see :func:`benchmarks._rounds.interleaved_rounds`)."""
+    return await interleaved_rounds(TAG, bound, s.rounds, s.warmup, lambda op: calls_of(s, op))
 
 
 async def _run(s: Settings) -> Outcome:

@@ -18,11 +18,7 @@ Run after the timed rounds, on the same two TREs, never mixed with them. Two vie
 
 from __future__ import annotations
 
-import cProfile
-import gc
-import math
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import cbor2
@@ -49,81 +45,41 @@ from ._attest_loops import (
     verify_round,
 )
 from ._attest_measure import Settings
-from ._profile import profile_report
-from ._report import package_of, progress, render_table, short_path
+from ._profile import profile_report, profiled, profiled_sync, stack_group, us_per_call
+from ._report import progress, render_table
 
 __all__ = ["profile_attest"]
 
 _Key = tuple[str, int, str]
 
 
+#: C calls split by library, then Python files by where they live
+_C_GROUPS = (
+    ("cbor2", "cbor2 (C)"),
+    ("msgpack", "msgpack (C)"),
+    ("Packer", "msgpack (C)"),
+    ("Ed25519", "cryptography (C/Rust): Ed25519"),
+    ("ChaCha20", "cryptography (C/Rust): ChaCha20Poly1305"),
+    ("x509", "cryptography (C/Rust): X.509"),
+    ("cryptography", "cryptography (C/Rust): other"),
+    ("hashlib", "hashlib / hmac (C)"),
+)
+_PY_GROUPS = (
+    ("cryptography/", "cryptography (py wrappers)"),
+    ("attestation/", "attestation (py)"),
+    ("cbor2/", "cbor2 (py)"),
+    ("attr/", "attrs (py)"),
+    ("attrs/", "attrs (py)"),
+    ("hmac.py", "stdlib (py)"),
+)
+
+
 def _group(key: _Key) -> str:
     """Which part of the stack a profiled function belongs to, C calls split by library."""
-    filename, _, name = key
-    if filename == "~":
-        for needle, group in (
-            ("cbor2", "cbor2 (C)"),
-            ("msgpack", "msgpack (C)"),
-            ("Packer", "msgpack (C)"),
-            ("Ed25519", "cryptography (C/Rust): Ed25519"),
-            ("ChaCha20", "cryptography (C/Rust): ChaCha20Poly1305"),
-            ("x509", "cryptography (C/Rust): X.509"),
-            ("cryptography", "cryptography (C/Rust): other"),
-            ("hashlib", "hashlib / hmac (C)"),
-        ):
-            if needle in name:
-                return group
-        return "builtins (C)"
-    path = short_path(filename)
-    for prefix, group in (
-        ("cryptography/", "cryptography (py wrappers)"),
-        ("attestation/", "attestation (py)"),
-        ("cbor2/", "cbor2 (py)"),
-        ("attr/", "attrs (py)"),
-        ("attrs/", "attrs (py)"),
-        ("hmac.py", "stdlib (py)"),
-    ):
-        if path.startswith(prefix):
-            return group
-    if filename.startswith("<attrs generated"):
-        return "attrs (generated)"
-    return package_of(filename)
-
-
-async def _profiled(loop: Callable[[], Awaitable[object]]) -> cProfile.Profile:
-    gc.collect()
-    prof = cProfile.Profile()
-    prof.enable()
-    try:
-        await loop()
-    finally:
-        prof.disable()
-    return prof
-
-
-def _profiled_sync(fn: Callable[[], object]) -> cProfile.Profile:
-    gc.collect()
-    prof = cProfile.Profile()
-    prof.enable()
-    try:
-        fn()
-    finally:
-        prof.disable()
-    return prof
+    return stack_group(key, _C_GROUPS, _PY_GROUPS, generated="attrs (generated)")
 
 
 # --- anatomy ----------------------------------------------------------------------------------
-
-
-def _us(fn: Callable[[], object], n: int, repeat: int = 3) -> float:
-    """Microseconds per call of ``fn``: the best of ``repeat`` loops of ``n`` calls."""
-    best = math.inf
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, time.perf_counter() - start)
-    return best / n * 1e6
 
 
 def _step(steps: dict[str, float | None], name: str, fn: Callable[[], object], n: int) -> None:
@@ -134,7 +90,7 @@ def _step(steps: dict[str, float | None], name: str, fn: Callable[[], object], n
         progress(TAG, f"profile: step {name!r} skipped: {type(exc).__name__}: {exc}")
         steps[name] = None
         return
-    steps[name] = _us(fn, n)
+    steps[name] = us_per_call(fn, n)
 
 
 def _evidence_anatomy(t: tre.TRE, fx: Fixture, raw: RawKeys, n: int) -> dict[str, float | None]:
@@ -346,7 +302,7 @@ async def profile_attest(
             5,
         ),
     ):
-        report += profile_report(_profiled_sync(fn), title, calls, top, _group)
+        report += profile_report(profiled_sync(fn), title, calls, top, _group)
 
     async def session() -> None:
         await session_round(session_tre, size, ses)
@@ -355,9 +311,9 @@ async def profile_attest(
         await bare_aead_round(size, ses, s.baseline_capacity)
 
     title = f"attested session round trip ({size} B), the whole trio thread"
-    report += profile_report(await _profiled(session), title, ses, 30, _group)
+    report += profile_report(await profiled(session), title, ses, 30, _group)
     title = f"bare channel + AEAD round trip ({size} B), both tasks"
-    report += profile_report(await _profiled(bare), title, ses, 12, _group)
+    report += profile_report(await profiled(bare), title, ses, 12, _group)
 
     progress(TAG, "profile: step timings (no cProfile)")
     await trio.lowlevel.checkpoint()

@@ -24,7 +24,16 @@ from cryptography.hazmat.backends.openssl.backend import backend as openssl_back
 
 from ._attest_loops import EVIDENCE_POOL, NONCE_BYTES
 from ._attest_measure import Outcome
-from ._report import environment, fmt_rate, median, render_table
+from ._report import (
+    Target,
+    environment,
+    median,
+    per_round,
+    ratio_row,
+    render_table,
+    targets_json,
+    targets_table,
+)
 
 __all__ = ["RAW_SIDES", "TRE_SIDES", "render", "targets", "to_json"]
 
@@ -92,11 +101,7 @@ def _med(o: Outcome, name: str) -> float:
 
 def _per_round(o: Outcome, ours: str, raw: str) -> list[float]:
     """ours / raw within each round (the two ran in the same round)."""
-    return [a / b for a, b in zip(o.rates[ours], o.rates[raw], strict=True)]
-
-
-def _status(met: bool | None) -> str:
-    return "n/a" if met is None else ("met" if met else "MISSED")
+    return per_round(o.rates[ours], o.rates[raw])
 
 
 def _session_breakdown(o: Outcome) -> dict[str, Any]:
@@ -120,9 +125,9 @@ def _session_breakdown(o: Outcome) -> dict[str, Any]:
     return out
 
 
-def targets(o: Outcome) -> list[tuple[str, str, str, bool | None]]:
+def targets(o: Outcome) -> list[Target]:
     """(target, measured, goal, met) rows."""
-    rows: list[tuple[str, str, str, bool | None]] = []
+    rows: list[Target] = []
     ratio = _med(o, "evidence") / _med(o, "raw_sign")
     goal = f">= {TARGET_EVIDENCE}x"
     rows.append(("evidence / raw Ed25519 sign", f"{ratio:.3f}x", goal, ratio >= TARGET_EVIDENCE))
@@ -208,10 +213,7 @@ def to_json(o: Outcome) -> dict[str, Any]:
                 for size in s.payloads
             },
         },
-        "targets": [
-            {"target": name, "measured": value, "goal": goal, "met": met}
-            for name, value, goal, met in targets(o)
-        ],
+        "targets": targets_json(targets(o)),
         "profile_anatomy": o.anatomy,
         **environment(),
         "cryptography": cryptography.__version__,
@@ -237,32 +239,12 @@ def to_json(o: Outcome) -> dict[str, Any]:
     }
 
 
-def _spread(rates: list[float]) -> str:
-    return f"{fmt_rate(min(rates))}-{fmt_rate(max(rates))}"
-
-
 def _ops_table(o: Outcome) -> str:
     s, fx = o.settings, o.fixture
     rows: list[tuple[str, ...]] = []
 
     def row(what: str, ours: str, raw: str, goal: float | None) -> None:
-        a, b = _med(o, ours), _med(o, raw)
-        ratio = a / b
-        met = None if goal is None else ratio >= goal
-        target = "" if goal is None else f">= {goal:.3g}x {_status(met)}"
-        per_round = _per_round(o, ours, raw)
-        spread = f"{min(per_round):.2f}-{max(per_round):.2f}"
-        rows.append(
-            (
-                what,
-                fmt_rate(a),
-                _spread(o.rates[ours]),
-                fmt_rate(b),
-                f"{ratio:.3f}x",
-                spread,
-                target,
-            )
-        )
+        rows.append(ratio_row(what, o.rates[ours], o.rates[raw], goal, ".3g"))
 
     row(
         f"evidence: t.attest ({fx.payload_bytes} B payload)",
@@ -366,10 +348,7 @@ def render(o: Outcome) -> str:
         "raw side, per call:",
         *(f"  {op}: {what}" for op, what in RAW_SIDES.items()),
     ]
-    target_table = render_table(
-        ("target", "measured", "goal", "status"),
-        ((name, value, goal, _status(met)) for name, value, goal, met in targets(o)),
-    )
+    target_table = targets_table(targets(o))
     return "\n\n".join(
         (_ops_table(o), _session_table(o), _checks_table(o), "\n".join(notes), target_table)
     )

@@ -24,13 +24,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import _integrity
+from . import _cli, _integrity
 from ._audit_measure import APPEND_LOOPS, CONCURRENCY, FULL, QUICK, RAW, Outcome, Settings, run
-from ._report import environment, fmt_rate, median, render_table, write_json
+from ._report import environment, fmt_rate, median, render_table
 
 __all__ = ["SCENARIO", "build_parser", "main", "render", "to_json"]
 
@@ -58,42 +57,30 @@ PROOF_TREE = (
 )
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=(
-            "Durable audit appends vs raw SQLite inserts, proof generation and verification "
-            "as the log grows, and the full integrity check vs raw SHA-256, in one run."
-        ),
+    parser = _cli.scenario_parser(
+        prog,
+        "Durable audit appends vs raw SQLite inserts, proof generation and verification "
+        "as the log grows, and the full integrity check vs raw SHA-256, in one run.",
     )
-    parser.add_argument("--quick", action="store_true", help="short run (under a minute)")
-    parser.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE")
-    parser.add_argument(
-        "--dir",
-        metavar="DIR",
-        help="make the temporary device and databases under DIR (default: the system temp "
+    _cli.add_dir(
+        parser,
+        "make the temporary device and databases under DIR (default: the system temp "
         "folder); durable append rates depend on its filesystem",
     )
-    tuning = parser.add_argument_group(
-        "overrides (for smoke tests; figures are not comparable with standard runs)"
-    )
-    tuning.add_argument("--rounds", type=_positive, help="interleaved rounds of the appends")
+    tuning = _cli.tuning_group(parser)
+    tuning.add_argument("--rounds", type=_cli.positive, help="interleaved rounds of the appends")
     tuning.add_argument(
-        "--appends", type=_positive, help="appends (and raw inserts) per loop and round"
+        "--appends", type=_cli.positive, help="appends (and raw inserts) per loop and round"
     )
     tuning.add_argument(
-        "--max-size", type=_positive, help="largest log size for the proofs (sizes above go)"
+        "--max-size", type=_cli.positive, help="largest log size for the proofs (sizes above go)"
     )
-    tuning.add_argument("--proof-samples", type=_positive, help="timed proofs per kind and size")
-    tuning.add_argument("--integrity-rounds", type=_positive, help="integrity check rounds")
-    tuning.add_argument("--integrity-reps", type=_positive, help="integrity passes per round")
+    tuning.add_argument(
+        "--proof-samples", type=_cli.positive, help="timed proofs per kind and size"
+    )
+    tuning.add_argument("--integrity-rounds", type=_cli.positive, help="integrity check rounds")
+    tuning.add_argument("--integrity-reps", type=_cli.positive, help="integrity passes per round")
     return parser
 
 
@@ -338,15 +325,8 @@ def render(outcome: Outcome) -> str:
 
 def main(argv: Sequence[str], prog: str = "python -m benchmarks audit") -> int:
     args = build_parser(prog).parse_args(list(argv))
-    started = time.perf_counter()
-    outcome = run(settings_from_args(args))
-    outcome.elapsed_s = time.perf_counter() - started
-    print(render(outcome))
-    if args.json:
-        write_json(args.json, to_json(outcome))
-        print(f"\nJSON written to {args.json}")
-    print(f"\ntotal elapsed: {outcome.elapsed_s:.1f} s")
-    return 0
+    settings = settings_from_args(args)
+    return _cli.run_scenario(args, lambda: run(settings), render, to_json)
 
 
 SCENARIO: tuple[str, Callable[[Sequence[str], str], int]] = (

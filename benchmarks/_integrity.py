@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import _cli
 from ._integrity_measure import FULL, LOOPS, QUICK, Outcome, Settings, run
-from ._report import environment, fmt_bytes, median, render_table, write_json
+from ._report import environment, fmt_bytes, median, render_table
 
 __all__ = ["SCENARIO", "TARGET_RATIO", "build_parser", "main", "render", "to_json"]
 
@@ -39,35 +39,24 @@ __all__ = ["SCENARIO", "TARGET_RATIO", "build_parser", "main", "render", "to_jso
 TARGET_RATIO = 0.5
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=(
-            "The full code-base integrity check (the TRE and the reference domains of a "
-            "provisioned temporary device) against raw SHA-256 of the same bytes, in one run."
-        ),
+    parser = _cli.scenario_parser(
+        prog,
+        "The full code-base integrity check (the TRE and the reference domains of a "
+        "provisioned temporary device) against raw SHA-256 of the same bytes, in one run.",
+        quick_help="short run (a few seconds)",
     )
-    parser.add_argument("--quick", action="store_true", help="short run (a few seconds)")
-    parser.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE")
-    tuning = parser.add_argument_group(
-        "overrides (for smoke tests; figures are not comparable with standard runs)"
+    tuning = _cli.tuning_group(parser)
+    tuning.add_argument("--rounds", type=_cli.positive, help="interleaved rounds")
+    tuning.add_argument(
+        "--reps", type=_cli.positive, help="passes over every file per loop and round"
     )
-    tuning.add_argument("--rounds", type=_positive, help="interleaved rounds")
-    tuning.add_argument("--reps", type=_positive, help="passes over every file per loop and round")
     return parser
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     s = QUICK if args.quick else FULL
-    changes = {k: getattr(args, k) for k in ("rounds", "reps") if getattr(args, k) is not None}
-    return dataclasses.replace(s, **changes)
+    return dataclasses.replace(s, **_cli.overrides(args, ("rounds", "reps")))
 
 
 def figures(outcome: Outcome) -> dict[str, float]:
@@ -169,15 +158,8 @@ def render(outcome: Outcome) -> str:
 
 def main(argv: Sequence[str], prog: str = "python -m benchmarks integrity") -> int:
     args = build_parser(prog).parse_args(list(argv))
-    started = time.perf_counter()
-    outcome = run(settings_from_args(args))
-    outcome.elapsed_s = time.perf_counter() - started
-    print(render(outcome))
-    if args.json:
-        write_json(args.json, to_json(outcome))
-        print(f"\nJSON written to {args.json}")
-    print(f"\ntotal elapsed: {outcome.elapsed_s:.1f} s")
-    return 0
+    settings = settings_from_args(args)
+    return _cli.run_scenario(args, lambda: run(settings), render, to_json)
 
 
 SCENARIO: tuple[str, Callable[[Sequence[str], str], int]] = (

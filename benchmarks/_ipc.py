@@ -47,27 +47,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import _cli
 from ._loops import BASELINE_CAPACITY, IPC, LOCAL
 from ._measure import FULL, QUICK, Settings, run
-from ._report import write_json
 from ._results import render, to_json
 
 __all__ = ["SCENARIO", "build_parser", "main", "settings_from_args"]
 
 
 # --- command line ----------------------------------------------------------------------------
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _counts(text: str) -> tuple[int, ...]:
@@ -81,19 +72,12 @@ def _counts(text: str) -> tuple[int, ...]:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=(
-            "Kernel-mediated call rate vs a bare trio baseline, scaling with idle domains, "
-            "boot time and memory per domain."
-        ),
-    )
-    parser.add_argument("--quick", action="store_true", help="short run (under a minute)")
-    parser.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE")
-    parser.add_argument(
-        "--profile",
-        action="store_true",
-        help="afterwards, run each loop under cProfile and print the top functions to stderr",
+    parser = _cli.scenario_parser(
+        prog,
+        "Kernel-mediated call rate vs a bare trio baseline, scaling with idle domains, "
+        "boot time and memory per domain.",
+        profile_help="afterwards, run each loop under cProfile and print the top functions "
+        "to stderr",
     )
     parser.add_argument(
         "--baseline-capacity",
@@ -102,18 +86,16 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         default=None,
         help=f"memory channel capacity of the baselines (default {BASELINE_CAPACITY})",
     )
-    tuning = parser.add_argument_group(
-        "overrides (for smoke tests; figures are not comparable with standard runs)"
-    )
-    tuning.add_argument("--calls", type=_positive, help="calls per timed round")
-    tuning.add_argument("--rounds", type=_positive, help="alternating rounds per TRE size")
+    tuning = _cli.tuning_group(parser)
+    tuning.add_argument("--calls", type=_cli.positive, help="calls per timed round")
+    tuning.add_argument("--rounds", type=_cli.positive, help="alternating rounds per TRE size")
     tuning.add_argument(
         "--domains",
         type=_counts,
         metavar="N[,N...]",
         help="idle domain counts (default 10,100,1000)",
     )
-    tuning.add_argument("--boot-repeats", type=_positive, help="boots timed per TRE size")
+    tuning.add_argument("--boot-repeats", type=_cli.positive, help="boots timed per TRE size")
     tuning.add_argument("--warmup", type=int, help="untimed warm-up calls per TRE size")
     tuning.add_argument(
         "--no-ipc-baseline",
@@ -137,10 +119,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "profile": bool(args.profile),
         "baselines": tuple(name for name in s.baselines if name not in skipped),
     }
-    for name in ("calls", "rounds", "boot_repeats", "baseline_capacity"):
-        value = getattr(args, name)
-        if value is not None:
-            changes[name] = value
+    changes |= _cli.overrides(args, ("calls", "rounds", "boot_repeats", "baseline_capacity"))
     if args.warmup is not None:
         changes["warmup_calls"] = max(0, args.warmup)
     if args.domains is not None:
@@ -153,18 +132,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def main(argv: Sequence[str], prog: str = "python -m benchmarks ipc") -> int:
     args = build_parser(prog).parse_args(list(argv))
     settings = settings_from_args(args)
-    started = time.perf_counter()
-    outcome = run(settings)
-    if outcome.profile is not None:
-        sys.stderr.write(outcome.profile)
-        sys.stderr.flush()
-    outcome.elapsed_s = time.perf_counter() - started
-    print(render(outcome))
-    if args.json:
-        write_json(args.json, to_json(outcome))
-        print(f"\nJSON written to {args.json}")
-    print(f"\ntotal elapsed: {outcome.elapsed_s:.1f} s")
-    return 0
+    return _cli.run_scenario(args, lambda: run(settings), render, to_json, lambda o: o.profile)
 
 
 SCENARIO: tuple[str, Callable[[Sequence[str], str], int]] = (

@@ -7,7 +7,6 @@ The results here are raw samples (calls/s of every loop in every round);
 from __future__ import annotations
 
 import dataclasses
-import gc
 import os
 import sqlite3
 import tempfile
@@ -37,6 +36,7 @@ from ._keystore_loops import (
     raw_write_round,
 )
 from ._report import progress
+from ._rounds import interleaved_rounds, sync_round
 
 __all__ = ["FULL", "QUICK", "LoopSpec", "Outcome", "Settings", "filesystem_of", "loop_specs", "run"]
 
@@ -140,10 +140,6 @@ def filesystem_of(path: Path) -> str:
     return kind
 
 
-def _rate(n: int, seconds: float) -> float:
-    return n / seconds if seconds > 0 else float("inf")
-
-
 class _Runner:
     """Builds ``loop(n) -> seconds`` for every :class:`LoopSpec` against one booted TRE."""
 
@@ -188,10 +184,7 @@ class _Runner:
         raw = self.raw
         size = spec.size or 0
 
-        async def sync_loop(fn: Any, *args: Any) -> float:
-            await trio.lowlevel.checkpoint()
-            return float(fn(*args))
-
+        sync_loop = sync_round
         if spec.side == "keystore":
             if spec.op == "sign":
                 return self._sign
@@ -209,23 +202,9 @@ class _Runner:
 
 
 async def _rounds(runner: _Runner, s: Settings, loops: list[LoopSpec]) -> dict[str, list[float]]:
-    """Every loop once per round, in an order that rotates each round so that no loop
-    always runs right after another and machine noise hits them all alike."""
+    """Every loop once per round, rotating (see :func:`benchmarks._rounds.interleaved_rounds`)."""
     bound = [(spec, runner.loop(spec)) for spec in loops]
-    rates: dict[str, list[float]] = {spec.name: [] for spec in loops}
-    if s.warmup > 0:
-        progress(TAG, f"warm-up: every loop once at {s.warmup:.0%} of its calls (untimed)")
-        for spec, loop in bound:
-            await loop(max(1, int(calls_of(s, spec.op) * s.warmup)))
-    for r in range(s.rounds):
-        shift = r % len(bound)
-        for spec, loop in bound[shift:] + bound[:shift]:
-            n = calls_of(s, spec.op)
-            gc.collect()
-            rate = _rate(n, await loop(n))
-            rates[spec.name].append(rate)
-            progress(TAG, f"{spec.name} round {r + 1}/{s.rounds}: {rate:.0f} ops/s")
-    return rates
+    return await interleaved_rounds(TAG, bound, s.rounds, s.warmup, lambda op: calls_of(s, op))
 
 
 async def _run(s: Settings, root: Path) -> Outcome:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import cProfile
 import gc
-import math
 import os
 import statistics
 import time
@@ -56,8 +55,8 @@ from ._keystore_loops import (
     raw_write_round,
 )
 from ._keystore_measure import Settings
-from ._profile import profile_report
-from ._report import package_of, progress, render_table, short_path
+from ._profile import profile_report, profiled, profiled_sync, stack_group, us_per_call
+from ._report import progress, render_table
 
 __all__ = ["profile_keystore"]
 
@@ -68,71 +67,33 @@ SIZE = 64
 POLICY = tre.SealPolicy.MEASUREMENT
 
 
+#: C calls split by library, then Python files by where they live
+_C_GROUPS = (
+    ("sqlite3", "sqlite3 (C: SQL; COMMIT = WAL write + fsync)"),
+    ("fsync", "os.fsync (C: the counter file)"),
+    ("msgpack", "msgpack (C)"),
+    ("Packer", "msgpack (C)"),
+    ("cryptography", "cryptography (C/Rust)"),
+    ("AESGCM", "cryptography (C/Rust)"),
+    ("Ed25519", "cryptography (C/Rust)"),
+    ("hashlib", "hashlib / hmac (C)"),
+    ("_hmac", "hashlib / hmac (C)"),
+    ("posix", "os (C: open, read, write, close, urandom)"),
+    ("io.", "os (C: open, read, write, close, urandom)"),
+)
+_PY_GROUPS = (
+    ("cryptography/", "cryptography (py)"),
+    ("attestation/", "attestation"),
+    ("hmac.py", "stdlib (py)"),
+)
+
+
 def _group(key: _Key) -> str:
     """Which part of the stack a profiled function belongs to, C calls split by library."""
-    filename, _, name = key
-    if filename == "~":
-        for needle, group in (
-            ("sqlite3", "sqlite3 (C: SQL; COMMIT = WAL write + fsync)"),
-            ("fsync", "os.fsync (C: the counter file)"),
-            ("msgpack", "msgpack (C)"),
-            ("Packer", "msgpack (C)"),
-            ("cryptography", "cryptography (C/Rust)"),
-            ("AESGCM", "cryptography (C/Rust)"),
-            ("Ed25519", "cryptography (C/Rust)"),
-            ("hashlib", "hashlib / hmac (C)"),
-            ("_hmac", "hashlib / hmac (C)"),
-            ("posix", "os (C: open, read, write, close, urandom)"),
-            ("io.", "os (C: open, read, write, close, urandom)"),
-        ):
-            if needle in name:
-                return group
-        return "builtins (C)"
-    path = short_path(filename)
-    for prefix, group in (
-        ("cryptography/", "cryptography (py)"),
-        ("attestation/", "attestation"),
-        ("hmac.py", "stdlib (py)"),
-    ):
-        if path.startswith(prefix):
-            return group
-    return package_of(filename)
-
-
-async def _profiled(loop: Callable[[], Awaitable[None]]) -> cProfile.Profile:
-    gc.collect()
-    prof = cProfile.Profile()
-    prof.enable()
-    try:
-        await loop()
-    finally:
-        prof.disable()
-    return prof
-
-
-def _profiled_sync(fn: Callable[[], object]) -> cProfile.Profile:
-    gc.collect()
-    prof = cProfile.Profile()
-    prof.enable()
-    try:
-        fn()
-    finally:
-        prof.disable()
-    return prof
+    return stack_group(key, _C_GROUPS, _PY_GROUPS)
 
 
 # --- anatomy: every step on its own -----------------------------------------------------------
-
-
-def _us(fn: Callable[[], object], n: int, repeat: int = 3) -> float:
-    """Microseconds per call of ``fn``: the best of ``repeat`` loops of ``n`` calls."""
-    best = math.inf
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, time.perf_counter() - start)
-    return best / n * 1e6
 
 
 def _seal_anatomy(keys: DomainKeys, ks: Keystore, raw: RawCrypto, n: int) -> dict[str, Any]:
@@ -147,10 +108,10 @@ def _seal_anatomy(keys: DomainKeys, ks: Keystore, raw: RawCrypto, n: int) -> dic
     _, raw_nonce, raw_ct = raw.sealed[SIZE]
     urandom = os.urandom
     packer = msgpack.Packer(use_bin_type=True)
-    loop = _us(lambda: None, n)
+    loop = us_per_call(lambda: None, n)
 
     def net(fn: Callable[[], object]) -> float:
-        return max(0.0, _us(fn, n) - loop)
+        return max(0.0, us_per_call(fn, n) - loop)
 
     seal_steps = {
         "os.urandom(12)": net(lambda: urandom(NONCE)),
@@ -260,7 +221,7 @@ async def _write_anatomy(
 
     async def sync_us(fn: Callable[[], object]) -> float:
         await trio.lowlevel.checkpoint()
-        return _us(fn, n, 1)
+        return us_per_call(fn, n, 1)
 
     async def hop() -> float:
         start = time.perf_counter()
@@ -382,7 +343,7 @@ async def profile_keystore(state: Path, root: Path, s: Settings) -> tuple[str, d
             (f"Keystore.unseal ({what})", unseal, seals, 15),
             (f"raw unseal ({SIZE} B)", lambda: raw_unseal_round(raw, SIZE, seals), seals, 5),
         ):
-            report += profile_report(_profiled_sync(fn), title, calls, top, _group)
+            report += profile_report(profiled_sync(fn), title, calls, top, _group)
 
         n, batch = s.write_calls, s.write_batch
         profs = cProfile.Profile()
@@ -406,7 +367,7 @@ async def profile_keystore(state: Path, root: Path, s: Settings) -> tuple[str, d
                 await raw_write_round(db, "p", n, batch, thread=False)
 
             title = "raw INSERT (own transaction), inline"
-            report += profile_report(await _profiled(raw_writes), title, n, 8, _group)
+            report += profile_report(await profiled(raw_writes), title, n, 8, _group)
         finally:
             db.close()
 

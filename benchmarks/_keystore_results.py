@@ -19,7 +19,18 @@ from cryptography.hazmat.backends.openssl.backend import backend as openssl_back
 
 from ._keystore_loops import MESSAGE_BYTES
 from ._keystore_measure import Outcome, Settings
-from ._report import environment, fmt_rate, median, render_table
+from ._report import (
+    Target,
+    environment,
+    fmt_rate,
+    median,
+    per_round,
+    ratio_row,
+    render_table,
+    spread,
+    targets_json,
+    targets_table,
+)
 
 __all__ = ["RAW_SIDES", "render", "targets", "to_json"]
 
@@ -70,7 +81,7 @@ def _med(o: Outcome, name: str) -> float:
 
 def _per_round(o: Outcome, ks: str, raw: str) -> list[float]:
     """keystore / raw within each round (the two ran in the same round)."""
-    return [k / r for k, r in zip(o.rates[ks], o.rates[raw], strict=True)]
+    return per_round(o.rates[ks], o.rates[raw])
 
 
 def _headline(s: Settings) -> tuple[int, str]:
@@ -94,11 +105,11 @@ def _breakdown(o: Outcome, op: str) -> dict[str, Any]:
     return out
 
 
-def targets(o: Outcome) -> list[tuple[str, str, str, bool | None]]:
+def targets(o: Outcome) -> list[Target]:
     """(target, measured, goal, met) rows."""
     s = o.settings
     size, policy = _headline(s)
-    rows: list[tuple[str, str, str, bool | None]] = []
+    rows: list[Target] = []
     ratio = _med(o, "sign") / _med(o, "raw_sign")
     rows.append(
         ("sign / raw Ed25519 sign", f"{ratio:.3f}x", f">= {TARGET_SIGN}x", ratio >= TARGET_SIGN)
@@ -168,10 +179,7 @@ def to_json(o: Outcome) -> dict[str, Any]:
             "write": _per_round(o, "write", "raw_write"),
             "write_inline": _per_round(o, "write", "raw_write_inline"),
         },
-        "targets": [
-            {"target": name, "measured": value, "goal": goal, "met": met}
-            for name, value, goal, met in targets(o)
-        ],
+        "targets": targets_json(targets(o)),
         "profile_anatomy": o.anatomy,
         **environment(),
         "cryptography": cryptography.__version__,
@@ -204,28 +212,12 @@ def to_json(o: Outcome) -> dict[str, Any]:
     }
 
 
-def _spread(rates: list[float]) -> str:
-    return f"{fmt_rate(min(rates))}-{fmt_rate(max(rates))}"
-
-
-def _status(met: bool | None) -> str:
-    return "n/a" if met is None else ("met" if met else "MISSED")
-
-
 def _ops_table(o: Outcome) -> str:
     s = o.settings
     rows: list[tuple[str, ...]] = []
 
     def row(what: str, ks: str, raw: str, goal: float | None) -> None:
-        k, r = _med(o, ks), _med(o, raw)
-        ratio = k / r
-        met = None if goal is None else ratio >= goal
-        target = "" if goal is None else f">= {goal}x {_status(met)}"
-        per_round = _per_round(o, ks, raw)
-        spread = f"{min(per_round):.2f}-{max(per_round):.2f}"
-        rows.append(
-            (what, fmt_rate(k), _spread(o.rates[ks]), fmt_rate(r), f"{ratio:.3f}x", spread, target)
-        )
+        rows.append(ratio_row(what, o.rates[ks], o.rates[raw], goal))
 
     row(f"sign ({MESSAGE_BYTES} B message)", "sign", "raw_sign", TARGET_SIGN)
     for op in ("seal", "unseal"):
@@ -249,7 +241,7 @@ def _ops_table(o: Outcome) -> str:
     raw_rates = render_table(
         ("raw durable inserts", "inserts/s", "range"),
         (
-            (label, fmt_rate(_med(o, name)), _spread(o.rates[name]))
+            (label, fmt_rate(_med(o, name)), spread(o.rates[name]))
             for label, name in (
                 ("via trio.to_thread.run_sync (the compared row)", "raw_write"),
                 ("inline, no thread hop (extra)", "raw_write_inline"),
@@ -270,8 +262,5 @@ def _ops_table(o: Outcome) -> str:
 
 def render(o: Outcome) -> str:
     """The tables printed to stdout: operations with ratios, then the targets."""
-    target_table = render_table(
-        ("target", "measured", "goal", "status"),
-        ((name, value, goal, _status(met)) for name, value, goal, met in targets(o)),
-    )
+    target_table = targets_table(targets(o))
     return "\n\n".join((_ops_table(o), target_table))

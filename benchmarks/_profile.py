@@ -9,21 +9,93 @@ cProfile does not see as a call of its own (msgpack's Cython ``Packer.pack`` and
 from __future__ import annotations
 
 import cProfile
+import functools
 import gc
 import io
+import math
 import pstats
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from tre.testing import open_test_tre
 
 from ._loops import HOST_CALLS, TAG, Baseline, domain_specs, mediated_round
-from ._report import package_of, progress, render_table
+from ._report import package_of, progress, render_table, short_path
 
-__all__ = ["profile_loops", "profile_report"]
+__all__ = [
+    "Key",
+    "profile_loops",
+    "profile_report",
+    "profiled",
+    "profiled_sync",
+    "stack_group",
+    "us_per_call",
+]
 
 #: pstats' key of a function: (file, line, name)
 _Key = tuple[str, int, str]
+Key = _Key
+
+
+def stack_group(
+    key: _Key,
+    c_groups: Sequence[tuple[str, str]],
+    py_groups: Sequence[tuple[str, str]],
+    generated: str | None = None,
+) -> str:
+    """Which part of the stack a profiled function belongs to: a C call by the first
+    ``(needle, group)`` of ``c_groups`` whose needle is in its name (else builtins), a
+    Python one by the first ``(prefix, group)`` of ``py_groups`` its short path starts
+    with, then ``generated`` for attrs-generated code (when given), else its package."""
+    filename, _, name = key
+    if filename == "~":
+        for needle, group in c_groups:
+            if needle in name:
+                return group
+        return "builtins (C)"
+    path = short_path(filename)
+    for prefix, group in py_groups:
+        if path.startswith(prefix):
+            return group
+    if generated is not None and filename.startswith("<attrs generated"):
+        return generated
+    return package_of(filename)
+
+
+async def profiled(loop: Callable[[], Awaitable[object]]) -> cProfile.Profile:
+    """One run of ``loop()`` under cProfile (after a garbage collection)."""
+    gc.collect()
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        await loop()
+    finally:
+        prof.disable()
+    return prof
+
+
+def profiled_sync(fn: Callable[[], object]) -> cProfile.Profile:
+    """One call of ``fn()`` under cProfile (after a garbage collection)."""
+    gc.collect()
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        fn()
+    finally:
+        prof.disable()
+    return prof
+
+
+def us_per_call(fn: Callable[[], object], n: int, repeat: int = 3) -> float:
+    """Microseconds per call of ``fn``: the best of ``repeat`` loops of ``n`` calls."""
+    best = math.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, time.perf_counter() - start)
+    return best / n * 1e6
 
 
 def _group(key: _Key) -> str:
@@ -70,17 +142,6 @@ def profile_report(
     return out.getvalue()
 
 
-async def _profiled(loop: Callable[[int], Awaitable[float]], calls: int) -> cProfile.Profile:
-    gc.collect()
-    prof = cProfile.Profile()
-    prof.enable()
-    try:
-        await loop(calls)
-    finally:
-        prof.disable()
-    return prof
-
-
 async def profile_loops(
     calls: int, warmup: int, capacity: int, baselines: Sequence[Baseline]
 ) -> str:
@@ -97,5 +158,7 @@ async def profile_loops(
         report = ""
         for title, loop, top in loops:
             await loop(warmup or 100)
-            report += profile_report(await _profiled(loop, calls), title, calls, top)
+            report += profile_report(
+                await profiled(functools.partial(loop, calls)), title, calls, top
+            )
     return report

@@ -20,16 +20,26 @@ import msgpack
 import trio
 
 __all__ = [
+    "Target",
     "environment",
     "fmt_bytes",
     "fmt_rate",
     "median",
     "package_of",
+    "per_round",
     "progress",
+    "ratio_row",
     "render_table",
     "short_path",
+    "spread",
+    "status",
+    "targets_json",
+    "targets_table",
     "write_json",
 ]
+
+#: (target, measured, goal, met) of a targets table; met is None when a run cannot tell
+Target = tuple[str, str, str, bool | None]
 
 #: The project's root directory (the parent of ``benchmarks/``), with a trailing slash.
 _ROOT = str(Path(__file__).resolve().parent.parent).replace(os.sep, "/") + "/"
@@ -57,6 +67,58 @@ def fmt_bytes(value: float) -> str:
     if abs(value) >= 1024:
         return f"{value:,.0f} B ({value / 1024:.1f} KiB)".replace(",", " ")
     return f"{value:.0f} B"
+
+
+def spread(rates: Sequence[float]) -> str:
+    """The range of a loop's rates over the rounds: ``min-max``."""
+    return f"{fmt_rate(min(rates))}-{fmt_rate(max(rates))}"
+
+
+def status(met: bool | None) -> str:
+    """``met``, ``MISSED`` or ``n/a`` (this run cannot tell)."""
+    return "n/a" if met is None else ("met" if met else "MISSED")
+
+
+def per_round(ours: Sequence[float], raw: Sequence[float]) -> list[float]:
+    """ours / raw within each round (the two ran in the same round)."""
+    return [a / b for a, b in zip(ours, raw, strict=True)]
+
+
+def ratio_row(
+    what: str, ours: Sequence[float], raw: Sequence[float], goal: float | None, goal_fmt: str = ""
+) -> tuple[str, ...]:
+    """One row of an operations table: what, our rate, its range, the raw rate, the
+    ratio of the medians, its range per round, the target (``>= {goal}x met``)."""
+    a, b = median(ours), median(raw)
+    ratio = a / b
+    met = None if goal is None else ratio >= goal
+    target = "" if goal is None else f">= {goal:{goal_fmt}}x {status(met)}"
+    rounds = per_round(ours, raw)
+    return (
+        what,
+        fmt_rate(a),
+        spread(ours),
+        fmt_rate(b),
+        f"{ratio:.3f}x",
+        f"{min(rounds):.2f}-{max(rounds):.2f}",
+        target,
+    )
+
+
+def targets_json(rows: Iterable[Target]) -> list[dict[str, Any]]:
+    """The ``targets`` list of the ``--json`` document."""
+    return [
+        {"target": name, "measured": value, "goal": goal, "met": met}
+        for name, value, goal, met in rows
+    ]
+
+
+def targets_table(rows: Iterable[Target]) -> str:
+    """The targets table printed last."""
+    return render_table(
+        ("target", "measured", "goal", "status"),
+        ((name, value, goal, status(met)) for name, value, goal, met in rows),
+    )
 
 
 def render_table(

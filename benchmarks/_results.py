@@ -11,7 +11,17 @@ from typing import Any
 
 from ._loops import BASELINES, DEADLINE, QUOTAS, RAW
 from ._measure import Outcome, SizeResult
-from ._report import environment, fmt_bytes, fmt_rate, median, render_table
+from ._report import (
+    Target,
+    environment,
+    fmt_bytes,
+    fmt_rate,
+    median,
+    render_table,
+    spread,
+    targets_json,
+    targets_table,
+)
 
 __all__ = ["render", "targets", "to_json"]
 
@@ -27,13 +37,13 @@ def _ratio(res: SizeResult, name: str) -> float:
     return median(res.mediated) / median(res.rates[name])
 
 
-def targets(o: Outcome) -> list[tuple[str, str, str, bool | None]]:
+def targets(o: Outcome) -> list[Target]:
     """(target, measured, goal, met) rows; met is None when this run cannot tell."""
     sizes = o.sizes
     small = sizes["2"]
     biggest = sizes[max(sizes, key=int)]
     ratio = _ratio(small, RAW.name)
-    rows: list[tuple[str, str, str, bool | None]] = [
+    rows: list[Target] = [
         ("mediated / baseline", f"{ratio:.3f}x", f">= {TARGET_RATIO:.1f}x", ratio >= TARGET_RATIO)
     ]
     if biggest.idle >= 1000:
@@ -102,10 +112,7 @@ def to_json(o: Outcome) -> dict[str, Any]:
             }
             for k, r in sizes.items()
         },
-        "targets": [
-            {"target": name, "measured": value, "goal": goal, "met": met}
-            for name, value, goal, met in targets(o)
-        ],
+        "targets": targets_json(targets(o)),
         **environment(),
         "quick": s.quick,
         "rounds": s.rounds,
@@ -121,10 +128,6 @@ def to_json(o: Outcome) -> dict[str, Any]:
     }
 
 
-def _spread(rates: list[float]) -> str:
-    return f"{fmt_rate(min(rates))}-{fmt_rate(max(rates))}"
-
-
 def _calls_table(o: Outcome) -> str:
     s = o.settings
     small = o.sizes["2"]
@@ -133,7 +136,7 @@ def _calls_table(o: Outcome) -> str:
     for b in s.baseline_loops:
         rates = small.rates[b.name]
         rate = median(rates)
-        rows.append((b.label, fmt_rate(rate), _spread(rates), f"{rate / base:.3f}x", ""))
+        rows.append((b.label, fmt_rate(rate), spread(rates), f"{rate / base:.3f}x", ""))
     med_2 = median(small.mediated)
     for key, res in o.sizes.items():
         rate = median(res.mediated)
@@ -142,7 +145,7 @@ def _calls_table(o: Outcome) -> str:
             (
                 f"{what} ({key} domains)",
                 fmt_rate(rate),
-                _spread(res.mediated),
+                spread(res.mediated),
                 f"{rate / base:.3f}x",
                 f"{rate / med_2:.3f}x",
             )
@@ -206,12 +209,6 @@ def _memory_table(o: Outcome) -> str:
 
 def render(o: Outcome) -> str:
     """The tables printed to stdout: rates, same-window ratios, boot, memory, targets."""
-    target_table = render_table(
-        ("target", "measured", "goal", "status"),
-        (
-            (name, value, goal, "n/a" if met is None else ("met" if met else "MISSED"))
-            for name, value, goal, met in targets(o)
-        ),
-    )
+    target_table = targets_table(targets(o))
     tables = (_calls_table(o), _window_table(o), _boot_table(o), _memory_table(o), target_table)
     return "\n\n".join(tables)
