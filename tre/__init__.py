@@ -37,6 +37,7 @@ from ._errors import Terminated as Terminated
 from ._errors import TooLarge as TooLarge
 from ._integrity import IntegrityError as IntegrityError
 from ._integrity import IntegrityStale as IntegrityStale
+from ._keystore import MAX_RECORD as MAX_RECORD
 from ._keystore import KeyExists as KeyExists
 from ._keystore import KeyInfo as KeyInfo
 from ._keystore import KeyKind as KeyKind
@@ -78,6 +79,7 @@ from ._sessions import SessionRefused as SessionRefused
 __all__ = [
     "ENTRY_POINT_GROUP",
     "HOST",
+    "MAX_RECORD",
     "TRE",
     "AbortPolicy",
     "Aborted",

@@ -16,6 +16,18 @@ policy, svn) as associated data, under a key derived from the domain's sealing C
 
 :meth:`Keystore.seal` / :meth:`Keystore.unseal` apply the same two policies to data the
 domain keeps itself (SGX's MRENCLAVE / MRSIGNER+ISVSVN).
+
+Two kinds of row are not generated:
+
+- ``milenage``: a MID credential, K || OPc (16 + 16 bytes), brought in once with
+  :meth:`Keystore.import_milenage` and then only *run* (:meth:`Keystore.aka`: MILENAGE and
+  the card side of UMTS AKA, tre/_milenage.py and tre/_aka.py); K and OPc are never given
+  back by any call.
+- ``record``: a small blob of the domain's own state (:meth:`Keystore.put_record`,
+  :meth:`Keystore.record`), sealed and indexed like a key row, and *replaced* in one
+  transaction. Because every row is in the authenticated key index (tre/_keyindex.py), an
+  older copy of a record spliced back is refused like an older key: the mno domain keeps
+  each MID's highest SQN in one, so a rolled-back SQN cannot re-open a replayed AUTN.
 """
 
 from __future__ import annotations
@@ -41,7 +53,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 import attestation
 from ipc import TREError
 
+from ._aka import Result, authenticate_with
 from ._keyindex import ROW_COLUMNS, KeyIndex
+from ._milenage import KEY_LEN, Milenage
 from ._store import AsyncStore
 
 if TYPE_CHECKING:
@@ -49,6 +63,7 @@ if TYPE_CHECKING:
     from ._integrity import IntegrityMonitor
 
 __all__ = [
+    "MAX_RECORD",
     "DomainKeys",
     "KeyExists",
     "KeyInfo",
@@ -77,6 +92,14 @@ class KeyKind(enum.Enum):
     X25519 = "x25519"  # key agreement (derive)
     AEAD = "aead"  # AES-256-GCM encrypt / decrypt
     HMAC = "hmac"  # HMAC-SHA256 mac / verify_mac
+    MILENAGE = "milenage"  # a MID's K || OPc: aka (imported, never generated)
+    RECORD = "record"  # the domain's own sealed state: put_record / record (not a key)
+
+
+#: The kinds :meth:`Keystore.generate` makes; the others are imported or written.
+GENERATED_KINDS = frozenset({KeyKind.ED25519, KeyKind.X25519, KeyKind.AEAD, KeyKind.HMAC})
+#: The largest record :meth:`Keystore.put_record` takes (bytes).
+MAX_RECORD = 4096
 
 
 class SealPolicy(enum.Enum):
@@ -158,7 +181,11 @@ def _material(kind: KeyKind, secret: bytes) -> Any:
         return X25519PrivateKey.from_private_bytes(secret)
     if kind is KeyKind.AEAD:
         return AESGCM(secret)
-    return secret  # HMAC key bytes, held kernel-side
+    if kind is KeyKind.MILENAGE:
+        if len(secret) != 2 * KEY_LEN:
+            raise ValueError("a milenage key is K || OPc, 32 bytes")
+        return Milenage(secret[:KEY_LEN], secret[KEY_LEN:])  # holds K's AES key schedule
+    return secret  # HMAC key bytes or a record, held kernel-side
 
 
 def _public(kind: KeyKind, material: Any) -> bytes:
@@ -415,6 +442,26 @@ class Keystore:
         except (InvalidTag, ValueError):
             raise UnsealError("the ciphertext cannot be decrypted with this key") from None
 
+    def aka(
+        self,
+        label: str,
+        rand: bytes,
+        autn: bytes,
+        highest_sqn: int,
+        *,
+        amf_check: Callable[[bytes], bool] | None = None,
+    ) -> Result:
+        """Run the card side of UMTS AKA (tre/_aka.py) with the held MILENAGE key
+        ``label``: a ``Success`` (RES, CK, IK and the SQN the caller must persist as the new
+        highest *before* releasing them) or a ``Resync`` (AUTS). Raises ``MacFailure`` and
+        ``AmfRejected`` (tre/_aka.py), ``ValueError``/``TypeError`` for malformed input."""
+        m: Milenage = self._entry(label, KeyKind.MILENAGE).material
+        return authenticate_with(m, rand, autn, highest_sqn, amf_check=amf_check)
+
+    def record(self, label: str) -> bytes:
+        """The data last written with :meth:`put_record` under ``label``."""
+        return self._entry(label, KeyKind.RECORD).material  # type: ignore[no-any-return]
+
     def seal(
         self, data: bytes, policy: SealPolicy | str = SealPolicy.MEASUREMENT, aad: bytes = b""
     ) -> bytes:
@@ -457,6 +504,8 @@ class Keystore:
     ) -> KeyInfo:
         """Create a key of ``kind`` under ``label``; durable when this returns."""
         kind, policy = _kind(kind), _policy(policy)
+        if kind not in GENERATED_KINDS:
+            raise WrongKeyKind(f"a {kind.value} key cannot be generated")
         secret = {
             KeyKind.ED25519: lambda: Ed25519PrivateKey.generate().private_bytes_raw(),
             KeyKind.X25519: lambda: X25519PrivateKey.generate().private_bytes_raw(),
@@ -499,7 +548,41 @@ class Keystore:
         secret = HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(ikm)
         return await self._store(label, kind, policy, secret)
 
-    async def _store(self, label: str, kind: KeyKind, policy: SealPolicy, secret: bytes) -> KeyInfo:
+    async def import_milenage(
+        self, label: str, k: bytes, opc: bytes, *, policy: SealPolicy | str = SealPolicy.OWNER
+    ) -> KeyInfo:
+        """Store a MID credential (K and OPc, 16 bytes each) under ``label``; durable when
+        this returns, and never readable back (only :meth:`aka` uses it).
+
+        K and OPc pass through the calling domain's memory once, here. The HPKE-bound MID
+        packages of a later change will be opened kernel-side instead, so that the domain
+        never sees them at all."""
+        policy = _policy(policy)
+        for name, value in (("K", k), ("OPc", opc)):
+            if not isinstance(value, bytes | bytearray) or len(value) != KEY_LEN:
+                raise KeystoreError(f"{name} must be {KEY_LEN} bytes")
+        return await self._store(label, KeyKind.MILENAGE, policy, bytes(k) + bytes(opc))
+
+    async def put_record(
+        self, label: str, data: bytes, *, policy: SealPolicy | str = SealPolicy.OWNER
+    ) -> KeyInfo:
+        """Write (create, or replace in one transaction) the record ``label``: at most
+        :data:`MAX_RECORD` bytes of the domain's own state, sealed and indexed like a key
+        row. Durable when this returns; a crash leaves the old record or the new one."""
+        policy = _policy(policy)
+        if not isinstance(data, bytes | bytearray) or len(data) > MAX_RECORD:
+            raise KeystoreError(f"a record is at most {MAX_RECORD} bytes")
+        return await self._store(label, KeyKind.RECORD, policy, bytes(data), replace=True)
+
+    async def _store(
+        self,
+        label: str,
+        kind: KeyKind,
+        policy: SealPolicy,
+        secret: bytes,
+        *,
+        replace: bool = False,
+    ) -> KeyInfo:
         keys = self._usable()
         if not isinstance(label, str) or not LABEL_RE.fullmatch(label):
             raise KeystoreError(f"a key label must match {LABEL_RE.pattern}")
@@ -511,15 +594,15 @@ class Keystore:
         def insert(conn: sqlite3.Connection) -> int:
             if keys.locked:  # locked while this write waited: nothing is stored
                 raise KeystoreLocked(f"the keystore of {domain_id!r} is locked")
-            exists, count, size, last = conn.execute(
-                "SELECT (SELECT 1 FROM keys WHERE domain = ?1 AND label = ?2), "
-                "(SELECT count(*) FROM keys WHERE domain = ?1), "
+            existing, count, size, last = conn.execute(
+                "SELECT (SELECT kind FROM keys WHERE domain = ?1 AND label = ?2), "
+                "(SELECT count(*) FROM keys WHERE domain = ?1 AND label != ?2), "
                 "(SELECT coalesce(sum(length(sealed) + length(public)), 0) "
-                "   FROM keys WHERE domain = ?1), "
+                "   FROM keys WHERE domain = ?1 AND label != ?2), "
                 "(SELECT version FROM key_digests WHERE domain = ?1 AND label = ?2)",
                 (domain_id, label),
             ).fetchone()
-            if exists:
+            if existing is not None and not (replace and existing == kind.value):
                 raise KeyExists(f"key {label!r} already exists")
             if count + 1 > keys.max_keys:
                 raise KeyQuotaExceeded(f"{domain_id!r} may hold at most {keys.max_keys} keys")
@@ -528,9 +611,12 @@ class Keystore:
             if size + len(sealed) + len(public) > keys.max_bytes:
                 raise KeyQuotaExceeded(f"{domain_id!r} may hold at most {keys.max_bytes} key bytes")
             row = (domain_id, label, version, kind.value, policy.value, svn, nonce, sealed, public)
+            if existing is not None:  # a record replaced: the old row and digest go first
+                conn.execute("DELETE FROM keys WHERE domain = ? AND label = ?", (domain_id, label))
+                keys.index.update(conn, remove=[(domain_id, label)])
             conn.execute("INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*row, created))
             keys.index.update(conn, add=[row])
-            if keys.audit is not None:  # recorded in the same transaction
+            if keys.audit is not None and existing is None:  # recorded in the same transaction
                 detail = f"{label}: {kind.value}, {policy.value}, version {version}"
                 keys.audit.in_transaction(conn, "key_created", domain_id, detail)
             return int(version)

@@ -1,12 +1,92 @@
-"""The network operator's domain: a placeholder MID service."""
+"""The network operator's domain: MIDs (machine identities) stored and run inside the TRE.
+
+What a UICC does for a subscription, done in a TRE domain (3GPP TR 33.812's "storage and
+execution of MIDs"):
+
+- **Storage.** Each MID's K and OPc are one ``milenage`` key of mno's keystore, labelled
+  ``mid.<IMSI>``: sealed like every key row, and never given back by any call (the keystore
+  only *runs* it, :meth:`tre.Keystore.aka`). The MID records -- IMSI, lifecycle state,
+  highest accepted SQN, AMF -- are one sealed keystore record, ``mno.mids``, which the key
+  index protects against an older copy being put back (an old SQN would re-open replayed
+  challenges).
+- **Execution.** ``authenticate`` runs MILENAGE and the card side of UMTS AKA in the
+  keystore; on success the new highest SQN is written durably *before* RES, CK and IK are
+  returned. A stale SQN answers AUTS; a wrong MAC is the error ``MAC_FAILURE``.
+- **Lifecycle** (:data:`MID_LIFECYCLE`, GSMA eUICC profile states): installed -> enabled
+  <-> disabled -> deleted (an installed MID may also be deleted straight away). At most
+  ``max_enabled`` MIDs are enabled at once (the ``[settings.mno]`` value, default 1).
+  ``delete`` crypto-erases: the milenage key row is deleted (SQLite secure_delete); the
+  record keeps a ``deleted`` tombstone.
+
+Services (host only): ``status``, ``mids``, ``enable``, ``disable``, ``delete``,
+``authenticate`` and, **temporarily**, ``install_plain``, which takes K and OPc in the
+clear so tests and the demo can install a MID until HPKE-bound MID packages exist (issue
+6): then K and OPc will be opened kernel-side and this service removed.
+
+Crash safety: install writes the key, then the record; delete writes the record, then
+erases the key. At set-up a ``mid.*`` key that no live record names is erased, so a crash
+between the two writes leaves either a whole MID or none.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import enum
+import re
 from typing import Any
 
-import tre
+import msgpack
+import trio
 
-__all__ = ["MnoDomain"]
+import tre
+from domains.mno.aka import MacFailure, Resync, Success
+
+__all__ = ["MID_LIFECYCLE", "RECORD_LABEL", "MidState", "MnoDomain"]
+
+RECORD_LABEL = "mno.mids"
+KEY_PREFIX = "mid."
+IMSI_RE = re.compile(r"[0-9]{6,15}")
+
+
+class MidState(enum.Enum):
+    INSTALLED = "installed"  # credential stored, never enabled
+    ENABLED = "enabled"  # may authenticate
+    DISABLED = "disabled"  # kept, may not authenticate
+    DELETED = "deleted"  # key erased; only the tombstone remains
+
+
+#: Every legal move of a MID, and nothing else (see tre/_lifecycle.py for the style).
+MID_LIFECYCLE: dict[MidState, frozenset[MidState]] = {
+    MidState.INSTALLED: frozenset({MidState.ENABLED, MidState.DELETED}),
+    MidState.ENABLED: frozenset({MidState.DISABLED}),
+    MidState.DISABLED: frozenset({MidState.ENABLED, MidState.DELETED}),
+    MidState.DELETED: frozenset(),
+}
+LIVE = frozenset({MidState.INSTALLED, MidState.ENABLED, MidState.DISABLED})
+
+
+def _label(imsi: str) -> str:
+    return KEY_PREFIX + imsi
+
+
+def _bytes(body: dict[str, Any], name: str, size: int) -> bytes:
+    """A field given as bytes or as a hex string, of exactly ``size`` bytes."""
+    value = body.get(name)
+    try:
+        if isinstance(value, str):
+            value = bytes.fromhex(value)
+    except ValueError:
+        raise tre.ServiceError("BAD_REQUEST", f"{name} is not hex") from None
+    if not isinstance(value, bytes) or len(value) != size:
+        raise tre.ServiceError("BAD_REQUEST", f"{name} must be {size} bytes")
+    return value
+
+
+def _imsi(body: Any) -> str:
+    imsi = body.get("imsi") if isinstance(body, dict) else None
+    if not isinstance(imsi, str) or not IMSI_RE.fullmatch(imsi):
+        raise tre.ServiceError("BAD_REQUEST", "imsi must be 6 to 15 digits")
+    return imsi
 
 
 class MnoDomain(tre.Domain):
@@ -18,6 +98,17 @@ class MnoDomain(tre.Domain):
         super().__init__(ctx)
         self.platform: dict[str, Any] = {}
         self.timestamp_probe = "not tried"
+        #: IMSI -> {"state": MidState, "sqn": int, "amf": bytes}; mirrors ``mno.mids``
+        self.records: dict[str, dict[str, Any]] = {}
+        # one change at a time: an SQN is checked and persisted under this lock, so two
+        # concurrent calls with the same AUTN cannot both be fresh
+        self.lock = trio.Lock()
+        #: why the MID records cannot be trusted (then every MID service refuses)
+        self.broken: str | None = None
+        max_enabled = ctx.settings.get("max_enabled", 1)
+        if isinstance(max_enabled, bool) or not isinstance(max_enabled, int) or max_enabled < 1:
+            raise ValueError("the mno setting max_enabled must be an int >= 1")
+        self.max_enabled = max_enabled
 
     async def setup(self) -> None:
         info = await self.ctx.call("oem", "info")
@@ -27,12 +118,162 @@ class MnoDomain(tre.Domain):
             self.timestamp_probe = "allowed"
         except tre.CallError as exc:
             self.timestamp_probe = exc.code
+        await self._load()
+
+    # --- records ---------------------------------------------------------------------------
+
+    async def _load(self) -> None:
+        ks = self.ctx.keystore
+        labels = {info.label for info in ks.list()}
+        if RECORD_LABEL in labels:
+            try:
+                raw = msgpack.unpackb(ks.record(RECORD_LABEL), raw=False)
+            except tre.KeystoreError as exc:
+                # altered or rolled back (an older SQN would re-open replayed challenges):
+                # no MID is used, and no key is erased, until the operator sorts it out
+                self.broken = f"the MID records cannot be opened ({exc.code})"
+                self.ctx.log.error("%s", self.broken)
+                return
+            self.records = {
+                imsi: {"state": MidState(state), "sqn": sqn, "amf": amf}
+                for imsi, (state, sqn, amf) in raw["mids"].items()
+            }
+        live = {_label(i) for i, r in self.records.items() if r["state"] in LIVE}
+        for label in sorted(labels):
+            if label.startswith(KEY_PREFIX) and label not in live:  # a crash mid-change
+                self.ctx.log.warning("erasing %s: no live MID names it", label)
+                await ks.delete(label)
+
+    async def _save(self, records: dict[str, dict[str, Any]]) -> None:
+        """Write ``records`` durably, then adopt them (a failed write changes nothing)."""
+        raw = {i: [r["state"].value, r["sqn"], r["amf"]] for i, r in records.items()}
+        data = msgpack.packb({"v": 1, "mids": raw}, use_bin_type=True)
+        await self.ctx.keystore.put_record(RECORD_LABEL, data)
+        self.records = records
+
+    def _copy(self) -> dict[str, dict[str, Any]]:
+        return {i: dict(r) for i, r in self.records.items()}
+
+    def _check(self) -> None:
+        if self.broken is not None:
+            raise tre.ServiceError("MIDS_UNAVAILABLE", self.broken)
+
+    def _live(self, imsi: str) -> dict[str, Any]:
+        self._check()
+        record = self.records.get(imsi)
+        if record is None or record["state"] is MidState.DELETED:
+            raise tre.ServiceError("NO_SUCH_MID", f"no MID {imsi}")
+        return record
+
+    async def _move(self, imsi: str, to: MidState) -> dict[str, Any]:
+        state = self._live(imsi)["state"]
+        if to not in MID_LIFECYCLE[state]:
+            raise tre.ServiceError(
+                "BAD_STATE", f"MID {imsi} is {state.value}: cannot be {to.value}"
+            )
+        if to is MidState.ENABLED:
+            enabled = sum(r["state"] is MidState.ENABLED for r in self.records.values())
+            if enabled >= self.max_enabled:
+                raise tre.ServiceError(
+                    "ENABLED_LIMIT", f"at most {self.max_enabled} MID(s) may be enabled"
+                )
+        records = self._copy()
+        records[imsi]["state"] = to
+        await self._save(records)
+        return self._describe(imsi)
+
+    def _describe(self, imsi: str) -> dict[str, Any]:
+        r = self.records[imsi]
+        return {"label": _label(imsi), "imsi": imsi, "state": r["state"].value, "sqn": r["sqn"]}
+
+    def _list(self) -> list[dict[str, Any]]:
+        return [self._describe(imsi) for imsi in sorted(self.records)]
+
+    # --- services ---------------------------------------------------------------------------
 
     @tre.service
     async def status(self, caller: str, body: Any) -> dict[str, Any]:
+        enabled = [i for i, r in sorted(self.records.items()) if r["state"] is MidState.ENABLED]
         return {
             "platform": self.platform.get("model", "?"),
-            "mids": [],
-            "enabled_mid": None,
+            "mids": self._list(),
+            "enabled_mid": enabled[0] if enabled else None,
             "oem.timestamp": self.timestamp_probe,
         }
+
+    @tre.service
+    async def mids(self, caller: str, body: Any) -> list[dict[str, Any]]:
+        """Every MID (deleted ones as tombstones): label, imsi, state, highest SQN."""
+        self._check()
+        return self._list()
+
+    @tre.service
+    async def install_plain(self, caller: str, body: Any) -> dict[str, Any]:
+        """TEMPORARY (until HPKE-bound MID packages): ``{"imsi", "k", "opc", "sqn"?,
+        "amf"?}`` with K and OPc in the clear (bytes or hex). The MID starts ``installed``."""
+        imsi = _imsi(body)
+        k, opc = _bytes(body, "k", 16), _bytes(body, "opc", 16)
+        amf = _bytes(body, "amf", 2) if "amf" in body else bytes.fromhex("8000")
+        sqn = body.get("sqn", 0)
+        if isinstance(sqn, str):
+            sqn = int(_bytes(body, "sqn", 6).hex(), 16)
+        if isinstance(sqn, bool) or not isinstance(sqn, int) or not 0 <= sqn < 1 << 48:
+            raise tre.ServiceError("BAD_REQUEST", "sqn must be an int in 0..2**48-1")
+        async with self.lock:
+            self._check()
+            old = self.records.get(imsi)
+            if old is not None and old["state"] is not MidState.DELETED:
+                raise tre.ServiceError("MID_EXISTS", f"MID {imsi} is already installed")
+            try:
+                await self.ctx.keystore.import_milenage(_label(imsi), k, opc)
+            except tre.KeystoreError as exc:
+                raise tre.ServiceError(exc.code, exc.message) from None
+            records = self._copy()
+            records[imsi] = {"state": MidState.INSTALLED, "sqn": sqn, "amf": amf}
+            await self._save(records)
+            return self._describe(imsi)
+
+    @tre.service
+    async def enable(self, caller: str, body: Any) -> dict[str, Any]:
+        async with self.lock:
+            return await self._move(_imsi(body), MidState.ENABLED)
+
+    @tre.service
+    async def disable(self, caller: str, body: Any) -> dict[str, Any]:
+        async with self.lock:
+            return await self._move(_imsi(body), MidState.DISABLED)
+
+    @tre.service
+    async def delete(self, caller: str, body: Any) -> dict[str, Any]:
+        """Crypto-erase: the record says ``deleted`` first, then the key row is deleted
+        (a crash in between is finished at the next set-up)."""
+        imsi = _imsi(body)
+        async with self.lock:
+            described = await self._move(imsi, MidState.DELETED)
+            with contextlib.suppress(tre.NoSuchKey):  # already erased
+                await self.ctx.keystore.delete(_label(imsi))
+            return described
+
+    @tre.service
+    async def authenticate(self, caller: str, body: Any) -> dict[str, bytes]:
+        """``{"imsi", "rand", "autn"}`` -> ``{"res", "ck", "ik"}``, or ``{"auts"}`` when the
+        SQN is stale. A wrong MAC is the error ``MAC_FAILURE`` (nothing changes)."""
+        imsi = _imsi(body)
+        rand, autn = _bytes(body, "rand", 16), _bytes(body, "autn", 16)
+        async with self.lock:
+            record = self._live(imsi)
+            if record["state"] is not MidState.ENABLED:
+                raise tre.ServiceError("MID_NOT_ENABLED", f"MID {imsi} is {record['state'].value}")
+            try:
+                result = self.ctx.keystore.aka(_label(imsi), rand, autn, record["sqn"])
+            except MacFailure:
+                raise tre.ServiceError("MAC_FAILURE", "AUTN MAC verification failed") from None
+            except tre.KeystoreError as exc:
+                raise tre.ServiceError(exc.code, exc.message) from None
+            if isinstance(result, Resync):
+                return {"auts": result.auts}
+            assert isinstance(result, Success)
+            records = self._copy()
+            records[imsi]["sqn"] = result.sqn
+            await self._save(records)  # durable before RES, CK and IK leave the domain
+            return {"res": result.res, "ck": result.ck, "ik": result.ik}

@@ -36,8 +36,15 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 import attestation
 import ipc
 import tre
+from tests.domains.test_aka import AMF as MID_AMF
+from tests.domains.test_aka import OPC as MID_OPC
+from tests.domains.test_aka import RAND as MID_RAND
+from tests.domains.test_aka import SQN as MID_SQN
+from tests.domains.test_aka import K as MID_K
+from tests.domains.test_aka import make_autn
 from tests.tre.test_audit import audit_log
 from tre import KeyKind, SealPolicy
+from tre._aka import Resync, Success
 from tre._device import COUNTER_FILE, DB_FILE, UDS_FILE, Device
 from tre._factory import factory_init
 from tre._integrity_seal import seal_state
@@ -51,6 +58,8 @@ CODE_FILE = "keystore_probe.py"
 CODE_MARKER = b"# code variant: "
 D = "ksdomain"  # the fixture's own id
 SERVICES = frozenset({"ks", "agree", "handoff"})  # what the host may call
+#: the kinds generate() makes (milenage keys are imported, records written)
+GENERATED = [KeyKind.ED25519, KeyKind.X25519, KeyKind.AEAD, KeyKind.HMAC]
 
 KEYSTORE_ERRORS: dict[str, type[tre.KeystoreError]] = {
     cls.code: cls
@@ -231,7 +240,7 @@ def plugin(tmp_path: Path) -> Path:
 # --- generate, list, info, public_key --------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", list(KeyKind))
+@pytest.mark.parametrize("kind", GENERATED)
 @pytest.mark.parametrize("as_enum", [True, False], ids=["enum", "string"])
 async def test_generate_each_kind(plugin: Path, kind: KeyKind, as_enum: bool) -> None:
     asymmetric = kind in (KeyKind.ED25519, KeyKind.X25519)
@@ -507,7 +516,7 @@ async def test_duplicate_label_is_refused(plugin: Path) -> None:
     async with ephemeral(plugin) as t:
         first = await ks(t, D, "generate", "k", "ed25519")
         sig = await ks(t, D, "sign", "k", b"m")
-        for kind in KeyKind:
+        for kind in GENERATED:
             for policy in SealPolicy:
                 with pytest.raises(tre.KeyExists):
                     await ks(t, D, "generate", "k", kind.value, policy=policy.value)
@@ -725,6 +734,10 @@ def _values(value: Any) -> Iterator[Any]:
     elif isinstance(value, list | tuple):
         for v in value:
             yield from _values(v)
+    elif isinstance(value, Success):
+        yield from (value.res, value.ck, value.ik, value.sqn)
+    elif isinstance(value, Resync):
+        yield value.auts
     else:
         yield value
 
@@ -768,6 +781,13 @@ async def test_no_call_returns_private_key_bytes(tmp_path: Path) -> None:
             await keystore.generate("tmp", KeyKind.HMAC)
             await keystore.delete("tmp")
             record("delete", None)  # delete returns nothing
+            record("import_milenage", await keystore.import_milenage("mid", MID_K, MID_OPC))
+            autn = make_autn(MID_K, MID_OPC, MID_RAND, MID_SQN, MID_AMF)
+            record("aka", keystore.aka("mid", MID_RAND, autn, MID_SQN - 1))
+            record("aka", keystore.aka("mid", MID_RAND, autn, MID_SQN))  # a resync
+            record("put_record", await keystore.put_record("rec", b"state"))
+            record("record", keystore.record("rec"))
+            record("list", keystore.list())
 
         await run_all()
         secrets = stored_secrets(domain_keys(t, D))
@@ -778,8 +798,11 @@ async def test_no_call_returns_private_key_bytes(tmp_path: Path) -> None:
         assert callable(getattr(keystore, name)), name
     assert not hasattr(keystore, "__dict__")
 
-    assert set(secrets) == {"e", "x", "a", "h", "m", "dx", "dh"}
-    assert all(len(s) == 32 for s in secrets.values())
+    assert secrets.pop("rec") == b"state"  # a record is the domain's own data, readable
+    assert secrets["mid"] == MID_K + MID_OPC
+    secrets["mid.k"], secrets["mid.opc"] = MID_K, MID_OPC  # neither half may show either
+    assert set(secrets) == {"e", "x", "a", "h", "m", "dx", "dh", "mid", "mid.k", "mid.opc"}
+    assert all(len(s) in (16, 32) for s in secrets.values())
     for name, values in results.items():
         for leaf in _values(values):
             assert leaf is None or isinstance(
@@ -806,6 +829,18 @@ async def test_no_call_returns_private_key_bytes(tmp_path: Path) -> None:
     assert all(len(v) == 12 + 4 + 16 for v in results["encrypt"])
     assert results["decrypt"] == results["unseal"] == [b"data", b"data"]
     assert results["delete"] == [None]
+    assert results["record"] == [b"state"]
+    assert [i.kind for i in results["import_milenage"] + results["put_record"]] == [
+        KeyKind.MILENAGE,
+        KeyKind.RECORD,
+    ]
+    assert infos.get("mid") is None  # listed later: the second list shows both, no secret
+    later = {i.label: i for i in results["list"][1]}
+    assert (later["mid"].kind, later["mid"].public) == (KeyKind.MILENAGE, b"")
+    assert (later["rec"].kind, later["rec"].public) == (KeyKind.RECORD, b"")
+    success, resync = results["aka"]
+    assert isinstance(success, Success) and success.sqn == MID_SQN
+    assert isinstance(resync, Resync)
 
 
 async def test_the_context_exposes_only_its_handles(plugin: Path) -> None:
@@ -1077,3 +1112,59 @@ def test_fixture_is_what_the_tests_expect() -> None:
     manifest = load_manifest(FIXTURE / "domain.toml")
     assert manifest.id == D and manifest.svn == 2
     assert set(manifest.services) == {"ks", "agree", "respond", "check", "handoff"}
+
+
+# --- milenage keys and records ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["milenage", "record"])
+async def test_milenage_and_record_kinds_are_not_generated(plugin: Path, kind: str) -> None:
+    async with ephemeral(plugin) as t:
+        with pytest.raises(tre.WrongKeyKind):
+            await ks(t, D, "generate", "k", kind)
+        assert await ks(t, D, "list") == []
+
+
+async def test_milenage_keys_only_run(plugin: Path) -> None:
+    async with ephemeral(plugin) as t:
+        info = await ks(t, D, "import_milenage", "mid", MID_K, MID_OPC)
+        assert (info["kind"], info["public"], info["policy"]) == ("milenage", b"", "owner")
+        assert await ks(t, D, "list") == [info]
+        for op, args in [
+            ("sign", (b"x",)),
+            ("mac", (b"x",)),
+            ("encrypt", (b"x",)),
+            ("public_key", ()),
+            ("record", ()),
+        ]:
+            with pytest.raises(tre.WrongKeyKind):
+                await ks(t, D, op, "mid", *args)
+        with pytest.raises(tre.WrongKeyKind):
+            await ks(t, D, "derive", "d", "mid")
+        with pytest.raises(tre.KeyExists):
+            await ks(t, D, "import_milenage", "mid", MID_K, MID_OPC)
+        with pytest.raises(tre.KeystoreError):
+            await ks(t, D, "import_milenage", "short", MID_K[:15], MID_OPC)
+        await ks(t, D, "generate", "h", "hmac")
+        with pytest.raises(tre.WrongKeyKind):  # aka needs a milenage key
+            keystore_of(t, D).aka("h", MID_RAND, bytes(16), 0)
+
+
+async def test_records_are_replaced_and_survive_reboots(tmp_path: Path) -> None:
+    plugin = make_plugin(tmp_path)
+    state = provision_state(tmp_path, [plugin])
+    async with tre.open_tre(state=state) as t:
+        first = await ks(t, D, "put_record", "r", b"one")
+        second = await ks(t, D, "put_record", "r", b"two")
+        assert (first["version"], second["version"], second["kind"]) == (1, 2, "record")
+        assert await ks(t, D, "record", "r") == b"two"
+        with pytest.raises(tre.KeystoreError):
+            await ks(t, D, "put_record", "big", bytes(tre.MAX_RECORD + 1))
+        await ks(t, D, "generate", "h", "hmac")
+        with pytest.raises(tre.KeyExists):  # only a record replaces a record
+            await ks(t, D, "put_record", "h", b"x")
+        with pytest.raises(tre.WrongKeyKind):
+            await ks(t, D, "mac", "r", b"x")
+    async with tre.open_tre(state=state) as t:
+        assert await ks(t, D, "record", "r") == b"two"
+        assert len(await ks(t, D, "list")) == 2
