@@ -21,6 +21,7 @@ from ._cli_attest import add_attest_commands
 from ._cli_audit import add_audit_commands
 from ._cli_device import add_device_commands
 from ._cli_integrity import add_integrity_commands
+from ._cli_mid import add_mid_commands
 from ._config import TREConfig, default_config, load_config
 from ._errors import TREError
 from ._loader import DomainSpec, resolve
@@ -256,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_attest_commands(sub, _Parser)
     add_audit_commands(sub, _Parser)
     add_integrity_commands(sub, _Parser)
+    add_mid_commands(sub, _Parser)
     return parser
 
 

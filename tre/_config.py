@@ -75,7 +75,18 @@ def default_config() -> TREConfig:
             calls={
                 "oem": frozenset({"info", "time"}),
                 "meter": frozenset({"latest", "history", "selftest", "backup"}),
-                "mno": frozenset({"status"}),
+                "mno": frozenset(
+                    {
+                        "status",
+                        "mid_key",
+                        "install_package",
+                        "mids",
+                        "enable",
+                        "disable",
+                        "delete",
+                        "authenticate",
+                    }
+                ),
             }
         ),
     )

@@ -67,6 +67,20 @@ class Context:
         return f"<Context domain={self.id!r} generation={self._generation}>"
 
     @property
+    def owner_key(self) -> bytes:
+        """This domain's owner's raw Ed25519 public key as installed (b"" when the domain is
+        unsigned): public information about the domain itself, e.g. to check packages its
+        owner signed."""
+        keys = self.__rt.keys
+        return b"" if keys is None else keys.owner_key
+
+    @property
+    def ueid(self) -> bytes:
+        """The UEID of the device this TRE runs on (public: it is in every attestation)."""
+        keys = self.__rt.keys
+        return b"" if keys is None else keys.ueid
+
+    @property
     def generation(self) -> int:
         """1 on first boot, +1 on each restart."""
         return self._generation

@@ -422,6 +422,8 @@ class Device:
             self.key_index,
             max_keys=spec.manifest.quotas.max_keys,
             max_bytes=spec.manifest.quotas.max_key_bytes,
+            owner_key=record.owner_key if record else b"",
+            ueid=self.ueid,
         )
 
 

@@ -28,6 +28,10 @@ Two kinds of row are not generated:
   transaction. Because every row is in the authenticated key index (tre/_keyindex.py), an
   older copy of a record spliced back is refused like an older key: the mno domain keeps
   each MID's highest SQN in one, so a rolled-back SQN cannot re-open a replayed AUTN.
+
+A MID arrives in an HPKE-bound package (tre/_midpackage.py): :meth:`Keystore.open_mid_package`
+opens it with a held ``x25519`` key and imports K || OPc as a ``milenage`` key in the same
+step, so K and OPc never enter the domain's memory.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from ipc import TREError
 
 from ._aka import Result, authenticate_with
 from ._keyindex import ROW_COLUMNS, KeyIndex
+from ._midpackage import hpke_open, unpack
 from ._milenage import KEY_LEN, Milenage
 from ._store import AsyncStore
 
@@ -64,6 +69,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_RECORD",
+    "BadMidPackage",
     "DomainKeys",
     "KeyExists",
     "KeyInfo",
@@ -145,6 +151,13 @@ class UnsealError(KeystoreError):
     code = "UNSEAL"
 
 
+class BadMidPackage(KeystoreError):
+    """A MID package does not open with this key, or what it holds is not a MID. One error
+    for every reason (tampered, made for another device, malformed)."""
+
+    code = "BAD_PACKAGE"
+
+
 class KeystoreLocked(KeystoreError):
     """The domain (or the whole TRE) is locked: its keys cannot be used."""
 
@@ -210,8 +223,14 @@ class DomainKeys:
         *,
         max_keys: int,
         max_bytes: int,
+        owner_key: bytes = b"",
+        ueid: bytes = b"",
     ) -> None:
         self.domain_id = domain_id
+        #: the domain owner's raw Ed25519 public key (b"" when unsigned) and the device's
+        #: UEID: public facts about the domain itself (``ctx.owner_key``, ``ctx.ueid``)
+        self.owner_key = owner_key
+        self.ueid = ueid
         self.index = index
         #: the integrity monitor's freshness gate (None on a throw-away device)
         self.gate: IntegrityMonitor | None = None
@@ -554,14 +573,47 @@ class Keystore:
         """Store a MID credential (K and OPc, 16 bytes each) under ``label``; durable when
         this returns, and never readable back (only :meth:`aka` uses it).
 
-        K and OPc pass through the calling domain's memory once, here. The HPKE-bound MID
-        packages of a later change will be opened kernel-side instead, so that the domain
-        never sees them at all."""
+        K and OPc pass through the calling domain's memory once, here (the mno domain's
+        temporary ``install_plain``); :meth:`open_mid_package` opens an HPKE-bound package
+        kernel-side instead, so that the domain never sees them at all."""
         policy = _policy(policy)
         for name, value in (("K", k), ("OPc", opc)):
             if not isinstance(value, bytes | bytearray) or len(value) != KEY_LEN:
                 raise KeystoreError(f"{name} must be {KEY_LEN} bytes")
         return await self._store(label, KeyKind.MILENAGE, policy, bytes(k) + bytes(opc))
+
+    async def open_mid_package(
+        self,
+        hpke_label: str,
+        enc: bytes,
+        ct: bytes,
+        info: bytes,
+        aad: bytes,
+        *,
+        policy: SealPolicy | str = SealPolicy.OWNER,
+    ) -> tuple[str, int, bytes]:
+        """Open an HPKE-bound MID package (tre/_midpackage.py) with the held x25519 key
+        ``hpke_label`` and store its K || OPc as the milenage key ``mid.<IMSI>``; durable
+        when this returns. Returns ``(imsi, sqn, amf)``: K and OPc are never returned.
+        Raises :class:`BadMidPackage` when it does not open or is not a MID."""
+        policy = _policy(policy)
+        key: X25519PrivateKey = self._entry(hpke_label, KeyKind.X25519).material
+        try:
+            fields = unpack(hpke_open(key, bytes(enc), bytes(ct), bytes(info), bytes(aad)), "MID")
+            imsi, k, opc = fields["imsi"], fields["k"], fields["opc"]
+            sqn, amf = fields["sqn"], fields["amf"]
+            if not isinstance(imsi, str) or not _IMSI_RE.fullmatch(imsi):
+                raise ValueError("imsi")
+            if not all(isinstance(v, bytes) and len(v) == KEY_LEN for v in (k, opc)):
+                raise ValueError("K and OPc")
+            if type(sqn) is not int or not 0 <= sqn < 1 << 48:
+                raise ValueError("sqn")
+            if not isinstance(amf, bytes) or len(amf) != 2:
+                raise ValueError("amf")
+        except (InvalidTag, ValueError, KeyError, TypeError):
+            raise BadMidPackage("the MID package does not open on this device") from None
+        await self._store(_MID_PREFIX + imsi, KeyKind.MILENAGE, policy, k + opc)
+        return imsi, sqn, amf
 
     async def put_record(
         self, label: str, data: bytes, *, policy: SealPolicy | str = SealPolicy.OWNER
@@ -653,6 +705,8 @@ class Keystore:
 
 
 _POLICIES = {p.value: p for p in SealPolicy}
+_IMSI_RE = re.compile(r"[0-9]{6,15}")
+_MID_PREFIX = "mid."
 
 
 def _kind(kind: KeyKind | str) -> KeyKind:

@@ -18,12 +18,23 @@ execution of MIDs"):
   ``delete`` crypto-erases: the milenage key row is deleted (SQLite secure_delete); the
   record keeps a ``deleted`` tombstone.
 
-Services (host only): ``status``, ``mids``, ``enable``, ``disable``, ``delete``,
-``authenticate`` and, **temporarily**, ``install_plain``, which takes K and OPc in the
-clear so tests and the demo can install a MID until HPKE-bound MID packages exist (issue
-6): then K and OPc will be opened kernel-side and this service removed.
+- **Delivery** (``install_package``): an HPKE-bound MID package (tre/_midpackage.py) made by
+  the domain's owner with ``tre mid package`` for this device's ``mid-hpke`` key (an x25519
+  key made at set-up; ``mid_key`` gives its public half). Checks, in order: the owner's
+  Ed25519 signature against ``ctx.owner_key`` (``WRONG_ISSUER``); the header names this
+  device (``BAD_PACKAGE``); its txid was never seen and its counter is above the last one
+  (``REPLAYED``) -- both are written durably *before* the package is opened, so a package
+  is used at most once; then the keystore opens it kernel-side and imports K || OPc
+  (:meth:`tre.Keystore.open_mid_package`): K and OPc never enter this domain's memory. A
+  package that does not open is ``BAD_PACKAGE`` (its txid stays used).
 
-Crash safety: install writes the key, then the record; delete writes the record, then
+Services (host only): ``status``, ``mid_key``, ``install_package``, ``mids``, ``enable``,
+``disable``, ``delete``, ``authenticate`` and, **temporarily**, ``install_plain``, which
+takes K and OPc in the clear (tests and the demo); it is to be removed now that packages
+exist.
+
+Crash safety: install writes the key, then the record (a package's
+txid and counter are written before either); delete writes the record, then
 erases the key. At set-up a ``mid.*`` key that no live record names is erased, so a crash
 between the two writes leaves either a whole MID or none.
 """
@@ -40,10 +51,16 @@ import trio
 
 import tre
 from domains.mno.aka import MacFailure, Resync, Success
+from tre._keystore import verify_ed25519
+from tre._midpackage import TXID_LEN, mid_info, signed_bytes, unpack
 
 __all__ = ["MID_LIFECYCLE", "RECORD_LABEL", "MidState", "MnoDomain"]
 
 RECORD_LABEL = "mno.mids"
+#: the device's MID key: packages are HPKE-sealed to its public half
+HPKE_LABEL = "mid-hpke"
+#: how many package txids the record remembers (older ones are below the counter anyway)
+TXID_MEMORY = 32
 KEY_PREFIX = "mid."
 IMSI_RE = re.compile(r"[0-9]{6,15}")
 
@@ -100,6 +117,9 @@ class MnoDomain(tre.Domain):
         self.timestamp_probe = "not tried"
         #: IMSI -> {"state": MidState, "sqn": int, "amf": bytes}; mirrors ``mno.mids``
         self.records: dict[str, dict[str, Any]] = {}
+        #: package replay protection: the last txids accepted and the highest counter
+        self.txids: list[bytes] = []
+        self.counter = -1
         # one change at a time: an SQN is checked and persisted under this lock, so two
         # concurrent calls with the same AUTN cannot both be fresh
         self.lock = trio.Lock()
@@ -118,6 +138,8 @@ class MnoDomain(tre.Domain):
             self.timestamp_probe = "allowed"
         except tre.CallError as exc:
             self.timestamp_probe = exc.code
+        if HPKE_LABEL not in {info.label for info in self.ctx.keystore.list()}:
+            await self.ctx.keystore.generate(HPKE_LABEL, tre.KeyKind.X25519)
         await self._load()
 
     # --- records ---------------------------------------------------------------------------
@@ -138,18 +160,30 @@ class MnoDomain(tre.Domain):
                 imsi: {"state": MidState(state), "sqn": sqn, "amf": amf}
                 for imsi, (state, sqn, amf) in raw["mids"].items()
             }
+            self.txids = list(raw.get("txids", []))
+            self.counter = raw.get("counter", -1)
         live = {_label(i) for i, r in self.records.items() if r["state"] in LIVE}
         for label in sorted(labels):
             if label.startswith(KEY_PREFIX) and label not in live:  # a crash mid-change
                 self.ctx.log.warning("erasing %s: no live MID names it", label)
                 await ks.delete(label)
 
-    async def _save(self, records: dict[str, dict[str, Any]]) -> None:
-        """Write ``records`` durably, then adopt them (a failed write changes nothing)."""
+    async def _save(
+        self,
+        records: dict[str, dict[str, Any]],
+        txids: list[bytes] | None = None,
+        counter: int | None = None,
+    ) -> None:
+        """Write ``records`` (and the package txids and counter, if given) durably, then
+        adopt them (a failed write changes nothing)."""
+        txids = self.txids if txids is None else txids
+        counter = self.counter if counter is None else counter
         raw = {i: [r["state"].value, r["sqn"], r["amf"]] for i, r in records.items()}
-        data = msgpack.packb({"v": 1, "mids": raw}, use_bin_type=True)
+        data = msgpack.packb(
+            {"v": 1, "mids": raw, "txids": txids, "counter": counter}, use_bin_type=True
+        )
         await self.ctx.keystore.put_record(RECORD_LABEL, data)
-        self.records = records
+        self.records, self.txids, self.counter = records, txids, counter
 
     def _copy(self) -> dict[str, dict[str, Any]]:
         return {i: dict(r) for i, r in self.records.items()}
@@ -208,8 +242,63 @@ class MnoDomain(tre.Domain):
         return self._list()
 
     @tre.service
+    async def mid_key(self, caller: str, body: Any) -> dict[str, bytes]:
+        """The public half of this device's MID key (HPKE, DHKEM(X25519)) and its UEID."""
+        return {"public": self.ctx.keystore.public_key(HPKE_LABEL), "ueid": self.ctx.ueid}
+
+    @tre.service
+    async def install_package(self, caller: str, body: Any) -> dict[str, Any]:
+        """``{"package": bytes}`` from ``tre mid package``: see the module docstring. The
+        MID starts ``installed``."""
+        raw = body.get("package") if isinstance(body, dict) else None
+        if not isinstance(raw, bytes):
+            raise tre.ServiceError("BAD_REQUEST", "package must be bytes")
+        try:
+            package = unpack(raw, "package")
+            header_raw, enc, ct, sig = (package[f] for f in ("header", "enc", "ct", "sig"))
+            if not all(isinstance(v, bytes) for v in (header_raw, enc, ct, sig)):
+                raise ValueError("fields")
+        except (ValueError, KeyError):
+            raise tre.ServiceError("BAD_PACKAGE", "not a MID package") from None
+        owner = self.ctx.owner_key
+        if not owner or not verify_ed25519(owner, signed_bytes(header_raw, enc, ct), sig):
+            raise tre.ServiceError("WRONG_ISSUER", "not signed by mno's owner, or altered")
+        try:
+            header = unpack(header_raw, "header")
+            imsi, txid, counter, ueid = (header[f] for f in ("imsi", "txid", "counter", "ueid"))
+        except (ValueError, KeyError):
+            raise tre.ServiceError("BAD_PACKAGE", "the package header is malformed") from None
+        imsi = _imsi({"imsi": imsi})
+        if not isinstance(txid, bytes) or len(txid) != TXID_LEN or type(counter) is not int:
+            raise tre.ServiceError("BAD_PACKAGE", "the package header is malformed")
+        if ueid != self.ctx.ueid:
+            raise tre.ServiceError("BAD_PACKAGE", "the package was made for another device")
+        async with self.lock:
+            self._check()
+            if txid in self.txids or counter <= self.counter:
+                raise tre.ServiceError("REPLAYED", "this package (or a newer one) was used")
+            old = self.records.get(imsi)
+            if old is not None and old["state"] is not MidState.DELETED:
+                raise tre.ServiceError("MID_EXISTS", f"MID {imsi} is already installed")
+            # used from now on, whatever happens next (durable before anything is opened)
+            await self._save(self.records, [*self.txids, txid][-TXID_MEMORY:], counter)
+            try:
+                inner, sqn, amf = await self.ctx.keystore.open_mid_package(
+                    HPKE_LABEL, enc, ct, mid_info(self.ctx.ueid), header_raw
+                )
+            except tre.KeystoreError as exc:
+                raise tre.ServiceError(exc.code, exc.message) from None
+            if inner != imsi:  # signed by the owner, but inconsistent: do not keep it
+                await self.ctx.keystore.delete(_label(inner))
+                raise tre.ServiceError("BAD_PACKAGE", "the package's IMSIs differ")
+            records = self._copy()
+            records[imsi] = {"state": MidState.INSTALLED, "sqn": sqn, "amf": amf}
+            await self._save(records)
+            return self._describe(imsi)
+
+    @tre.service
     async def install_plain(self, caller: str, body: Any) -> dict[str, Any]:
-        """TEMPORARY (until HPKE-bound MID packages): ``{"imsi", "k", "opc", "sqn"?,
+        """TEMPORARY (superseded by ``install_package``): ``{"imsi", "k", "opc", "sqn"?,
         "amf"?}`` with K and OPc in the clear (bytes or hex). The MID starts ``installed``."""
         imsi = _imsi(body)
         k, opc = _bytes(body, "k", 16), _bytes(body, "opc", 16)

@@ -21,7 +21,17 @@ from tre._provision import provision
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "ts35208.json").read_text())["sets"]
 SERVICES = frozenset(
-    {"status", "mids", "enable", "disable", "delete", "authenticate", "install_plain"}
+    {
+        "status",
+        "mids",
+        "enable",
+        "disable",
+        "delete",
+        "authenticate",
+        "install_plain",
+        "mid_key",
+        "install_package",
+    }
 )
 IMSI = "001010123456789"
 IMSI2 = "001010000000002"

@@ -305,6 +305,18 @@ async def test_reference_policy_edges(t: tre.TRE, autojump_clock: trio.abc.Clock
         (host, "meter", "selftest"),
         (host, "meter", "backup"),
         (host, "mno", "status"),
+        *(
+            (host, "mno", m)
+            for m in (
+                "mid_key",
+                "install_package",
+                "mids",
+                "enable",
+                "disable",
+                "delete",
+                "authenticate",
+            )
+        ),
         ("meter", "oem", "timestamp"),
         ("meter", "oem", "time"),
         ("meter", "oem", "info"),

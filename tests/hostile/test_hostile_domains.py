@@ -241,6 +241,8 @@ async def test_changing_its_context_id_does_not_change_who_is_calling(
 #: The documented Context API (tre/_context.py).
 CONTEXT_API = {
     "id",
+    "owner_key",
+    "ueid",
     "settings",
     "log",
     "generation",

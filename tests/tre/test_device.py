@@ -139,7 +139,7 @@ async def test_keys_and_measurements_persist_across_reboots(state):
             measurements = {d: t.measurement(d) for d in ("oem", "mno", "holder")}
         assert len(oem_key) == len(holder_key) == 32
         rows = db_rows(state, "SELECT domain, label FROM keys ORDER BY domain")
-        assert rows == [("holder", "mine"), ("oem", "timestamp")]
+        assert rows == [("holder", "mine"), ("mno", "mid-hpke"), ("oem", "timestamp")]
         for _ in range(2):
             async with tre.open_tre(state=state) as t:
                 assert (await t.call("oem", "info"))["timestamp_key"] == oem_key
@@ -147,7 +147,7 @@ async def test_keys_and_measurements_persist_across_reboots(state):
                 assert await t.call("holder", "unseal", sealed) == b"kept across reboots"
                 assert {d: t.measurement(d) for d in measurements} == measurements
         # No key was created twice.
-        assert db_rows(state, "SELECT count(*) FROM keys") == [(2,)]
+        assert db_rows(state, "SELECT count(*) FROM keys") == [(3,)]
 
 
 async def test_two_devices_from_one_factory_have_different_keys(tmp_path, factory):

@@ -27,10 +27,11 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 import attestation
@@ -50,6 +51,7 @@ from tre._factory import factory_init
 from tre._integrity_seal import seal_state
 from tre._keystore import DomainKeys, Keystore
 from tre._manifest import load_manifest
+from tre._midpackage import hpke_seal, mid_info
 from tre._provision import provision
 from tre.testing import load_domain_dir, open_test_tre
 
@@ -785,6 +787,12 @@ async def test_no_call_returns_private_key_bytes(tmp_path: Path) -> None:
             autn = make_autn(MID_K, MID_OPC, MID_RAND, MID_SQN, MID_AMF)
             record("aka", keystore.aka("mid", MID_RAND, autn, MID_SQN - 1))
             record("aka", keystore.aka("mid", MID_RAND, autn, MID_SQN))  # a resync
+            mid = {"imsi": "001010000000077", "k": MID_K, "opc": MID_OPC, "sqn": 0}
+            plain = msgpack.packb({**mid, "amf": MID_AMF}, use_bin_type=True)
+            x_pub = X25519PublicKey.from_public_bytes(keystore.public_key("x"))
+            enc, ct = hpke_seal(x_pub, plain, mid_info(b"u"), b"header")
+            opened = await keystore.open_mid_package("x", enc, ct, mid_info(b"u"), b"header")
+            record("open_mid_package", opened)
             record("put_record", await keystore.put_record("rec", b"state"))
             record("record", keystore.record("rec"))
             record("list", keystore.list())
@@ -800,6 +808,7 @@ async def test_no_call_returns_private_key_bytes(tmp_path: Path) -> None:
 
     assert secrets.pop("rec") == b"state"  # a record is the domain's own data, readable
     assert secrets["mid"] == MID_K + MID_OPC
+    assert secrets.pop("mid.001010000000077") == MID_K + MID_OPC  # from the package
     secrets["mid.k"], secrets["mid.opc"] = MID_K, MID_OPC  # neither half may show either
     assert set(secrets) == {"e", "x", "a", "h", "m", "dx", "dh", "mid", "mid.k", "mid.opc"}
     assert all(len(s) in (16, 32) for s in secrets.values())
@@ -852,7 +861,10 @@ async def test_the_context_exposes_only_its_handles(plugin: Path) -> None:
             if name.startswith("_"):
                 continue
             value = getattr(ctx, name)
-            assert not isinstance(value, DomainKeys | Device | bytes | attestation.Secret), name
+            if name in ("owner_key", "ueid"):  # public facts about the domain itself
+                assert isinstance(value, bytes), name
+            else:
+                assert not isinstance(value, DomainKeys | Device | bytes | attestation.Secret), name
             assert_no_secret(repr(value), secrets.values(), f"ctx.{name}")
         assert isinstance(ctx.keystore, Keystore)
 
