@@ -6,12 +6,16 @@ import datetime as dt
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 import attrs
+import msgpack
 import trio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 import attestation
 
@@ -19,6 +23,8 @@ from ._audit_offline import open_audit_state
 from ._config import default_config
 from ._errors import CallError
 from ._factory import factory_init
+from ._midpackage import TXID_LEN, hpke_seal, mid_info, pack_header, signed_bytes
+from ._milenage import Milenage
 from ._provision import provision
 from ._runtime import TRE, open_tre
 
@@ -34,7 +40,15 @@ _KINDS = {"DENIED": "denied", "ABORTED": "aborted", "LOCKED": "locked"}
 class _Story:
     def __init__(self, out: TextIO) -> None:
         self.out = out
-        self.counts = {"ok": 0, "denied": 0, "aborted": 0, "locked": 0, "other": 0, "verified": 0}
+        self.counts = {
+            "ok": 0,
+            "denied": 0,
+            "aborted": 0,
+            "locked": 0,
+            "other": 0,
+            "verified": 0,
+            "mid": 0,
+        }
         self.step = 0
 
     def title(self, text: str) -> None:
@@ -172,12 +186,70 @@ async def _first_boot(story: _Story, state: Path, interval: float) -> bytes:
         return bytes(info["timestamp_key"])
 
 
-async def _second_boot(story: _Story, state: Path, first_key: bytes) -> None:
+@attrs.frozen
+class _DemoMid:
+    """3GPP TS 35.208 test set 1 (also in shared/vectors): the MID the demo provisions."""
+
+    imsi: str = "001010123456789"
+    k: bytes = bytes.fromhex("465b5ce8b199b49faa5f0a2ee238a6bc")
+    opc: bytes = bytes.fromhex("cd63cb71954a9f4e48a5994e37a02baf")
+    rand: bytes = bytes.fromhex("23553cbe9637a89d218ae64dae47bf35")
+    sqn: int = 0xFF9BB4D0B607
+    amf: bytes = bytes.fromhex("b9b9")
+    res: str = "a54211d5e3ba50bf"
+
+
+_MID = _DemoMid()
+
+
+async def _mid_story(story: _Story, t: TRE, factory_dir: Path) -> None:
+    """The operator provisions a MID bound to this device; the device runs UMTS AKA."""
+    story.title("A MID: the operator's package, bound to this device, then UMTS AKA inside mno")
+    mid = _MID
+    key = await story.call(t, "mno", "mid_key")
+    issuer = attestation.load_private_key_pem((factory_dir / "owners" / "mno.key").read_bytes())
+    assert isinstance(issuer, Ed25519PrivateKey)
+    header = pack_header(mid.imsi, os.urandom(TXID_LEN), time.time_ns(), key["ueid"])
+    secret = {"imsi": mid.imsi, "k": mid.k, "opc": mid.opc, "sqn": 0, "amf": mid.amf}
+    enc, ct = hpke_seal(
+        X25519PublicKey.from_public_bytes(key["public"]),
+        msgpack.packb(secret, use_bin_type=True),
+        mid_info(key["ueid"]),
+        header,
+    )
+    sig = issuer.sign(signed_bytes(header, enc, ct))
+    package = msgpack.packb({"header": header, "enc": enc, "ct": ct, "sig": sig}, use_bin_type=True)
+    installed = await story.call(t, "mno", "install_package", {"package": package})
+    story.line(
+        f"HPKE-sealed to mno's key, signed by the operator: installed IMSI {installed['imsi']}"
+        " (K and OPc opened inside the keystore, never in the domain)"
+    )
+    await story.call(t, "mno", "enable", {"imsi": mid.imsi})
+    m = Milenage(mid.k, mid.opc)  # the network side (the operator's AuC)
+    sqn = mid.sqn.to_bytes(6, "big")
+    ak = m.f5(mid.rand)
+    autn = bytes(a ^ b for a, b in zip(sqn, ak, strict=True)) + mid.amf
+    autn += m.f1(mid.rand, sqn, mid.amf)
+    answer = await story.call(
+        t, "mno", "authenticate", {"imsi": mid.imsi, "rand": mid.rand, "autn": autn}
+    )
+    ok = "matches TS 35.208 test set 1" if answer["res"].hex() == mid.res else "MISMATCH"
+    story.line(f"AKA with the network's AUTN: RES {answer['res'].hex()} ({ok}), CK and IK derived")
+    replay = await story.call(
+        t, "mno", "authenticate", {"imsi": mid.imsi, "rand": mid.rand, "autn": autn}
+    )
+    story.line(f"the same AUTN again: resynchronisation token AUTS {replay['auts'].hex()[:12]}...")
+    story.counts["mid"] = int("auts" in replay and answer["res"].hex() == mid.res)
+
+
+async def _second_boot(story: _Story, state: Path, first_key: bytes, factory_dir: Path) -> None:
     async with open_tre(state=state) as t:
         story.title(f"Reboot (boot {t.device.boot_count}): keys survive, sealed to each domain")
         info = await story.call(t, "oem", "info")
         same = "the same" if info["timestamp_key"] == first_key else "a DIFFERENT"
         story.line(f"oem's timestamp key after reboot: {same} key, unsealed from its keystore")
+
+        await _mid_story(story, t, factory_dir)
 
         story.title("Remote attestation: a verifier checks the device with its own nonce")
         verifier_nonce = os.urandom(16)
@@ -247,11 +319,11 @@ async def _demo(out: TextIO, interval: float) -> int:
     with tempfile.TemporaryDirectory(prefix="tre-demo-") as tmp:
         state = _factory_and_provision(story, Path(tmp), interval)
         first_key = await _first_boot(story, state, interval)
-        await _second_boot(story, state, first_key)
+        await _second_boot(story, state, first_key, Path(tmp) / "factory")
         audited = await trio.to_thread.run_sync(_audit_verification, story, state)
     c = story.counts
     ok = c["ok"] >= 6 and c["aborted"] >= 1 and c["denied"] >= 2 and c["locked"] == 1
-    ok = ok and c["other"] == 0 and c["verified"] == 1 and audited
+    ok = ok and c["other"] == 0 and c["verified"] == 1 and c["mid"] == 1 and audited
     print("\ndemo " + ("completed" if ok else "did NOT go as expected"), file=out)
     return 0 if ok else 1
 
