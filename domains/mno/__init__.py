@@ -50,7 +50,7 @@ import msgpack
 import trio
 
 import tre
-from domains.mno.aka import MacFailure, Resync, Success
+from tre._aka import MacFailure, Resync, Success
 from tre._keystore import verify_ed25519
 from tre._midpackage import TXID_LEN, mid_info, signed_bytes, unpack
 

@@ -1,4 +1,4 @@
-"""Card-side UMTS AKA (domains/mno/aka.py) against a network-side helper built here."""
+"""Card-side UMTS AKA (tre/_aka.py) against a network-side helper built here."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domains.mno.aka import (
+from tre._aka import (
     AUTS_LEN,
     SQN_MAX,
     AmfRejected,
@@ -17,7 +17,7 @@ from domains.mno.aka import (
     Success,
     authenticate,
 )
-from domains.mno.milenage import Milenage
+from tre._milenage import Milenage
 
 # TS 35.208 test set 1.
 K = bytes.fromhex("465b5ce8b199b49faa5f0a2ee238a6bc")

@@ -1,4 +1,4 @@
-"""MILENAGE (domains/mno/milenage.py) against the 3GPP TS 35.208 conformance test sets."""
+"""MILENAGE (tre/_milenage.py) against the 3GPP TS 35.208 conformance test sets."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from domains.mno import milenage
-from domains.mno.milenage import Milenage, compute_opc
+from tre import _milenage as milenage
+from tre._milenage import Milenage, compute_opc
 
 # The shared checkout sits beside the repository (../shared), locally and in CI.
 SHARED_SET_1 = Path(__file__).parents[2].parent / "shared" / "vectors" / "milenage-test-set-1.json"
