@@ -27,13 +27,15 @@ from typing import Any
 
 import msgpack
 import trio
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding
 
 import attestation
 
+from ._context import endorsed_bytes
 from ._errors import ConfigError, RemoteError
 from ._midpackage import TXID_LEN, hpke_seal, mid_info, pack_header, signed_bytes
 from ._runtime import open_tre
@@ -101,7 +103,14 @@ def cmd_mid_cert(args: argparse.Namespace) -> int:
         async with open_tre(state=args.state) as t:
             key = await t.call("mno", "mid_key")
             pem = t.device_certificate.public_bytes(Encoding.PEM).decode()
-            return {"ueid": t.device.ueid, "mid_key": key["public"].hex(), "device_cert": pem}
+            alias = x509.load_der_x509_certificate(key["certificate"])
+            return {
+                "ueid": t.device.ueid,
+                "mid_key": key["public"].hex(),
+                "device_cert": pem,
+                "alias_cert": alias.public_bytes(Encoding.PEM).decode(),
+                "mid_key_sig": key["signature"].hex(),
+            }
 
     doc = trio.run(run)
     Path(args.out).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
@@ -174,10 +183,24 @@ def _device_doc(path: str, ca_path: str | None) -> tuple[bytes, X25519PublicKey]
     try:
         doc = json.loads(_read(path))
         ueid = bytes.fromhex(doc["ueid"])
-        mid_key = X25519PublicKey.from_public_bytes(bytes.fromhex(doc["mid_key"]))
+        raw_key = bytes.fromhex(doc["mid_key"])
+        mid_key = X25519PublicKey.from_public_bytes(raw_key)
         cert = attestation.load_cert_pem(doc["device_cert"].encode())
+        alias = attestation.load_cert_pem(doc["alias_cert"].encode())
+        signature = bytes.fromhex(doc["mid_key_sig"])
     except (ValueError, KeyError, TypeError, AttributeError, attestation.AttestationError):
         raise ConfigError(path, "", "is not a document from 'tre mid cert'") from None
+    # The MID key is endorsed by the mno domain's alias key (ctx.endorse): check that it
+    # signed exactly this key and UEID, and that the alias certificate names mno.
+    alias_public = alias.public_key()
+    try:
+        if not isinstance(alias_public, Ed25519PublicKey):
+            raise InvalidSignature
+        alias_public.verify(signature, endorsed_bytes("mno", raw_key + ueid))
+        if attestation.read_tcb_info(alias)["domain_id"] != "mno":
+            raise InvalidSignature
+    except (InvalidSignature, attestation.AttestationError):
+        raise ConfigError(path, "mid_key", "is not endorsed by the device's mno domain") from None
     if ca_path is not None:
         try:
             ca = attestation.load_cert_pem(_read(ca_path))
@@ -186,6 +209,7 @@ def _device_doc(path: str, ca_path: str | None) -> tuple[bytes, X25519PublicKey]
             raise ConfigError(ca_path, "", "is not a self-signed CA certificate") from None
         try:
             attestation.verify_chain(cert, [], ca, dt.datetime.now(dt.UTC))
+            attestation.verify_chain(alias, [cert], ca, dt.datetime.now(dt.UTC))
             if attestation.device_ueid(cert) != ueid:
                 raise ConfigError(path, "ueid", "is not the UEID its DeviceID certificate names")
         except attestation.AttestationError as exc:

@@ -244,7 +244,11 @@ class MnoDomain(tre.Domain):
     @tre.service
     async def mid_key(self, caller: str, body: Any) -> dict[str, bytes]:
         """The public half of this device's MID key (HPKE, DHKEM(X25519)) and its UEID."""
-        return {"public": self.ctx.keystore.public_key(HPKE_LABEL), "ueid": self.ctx.ueid}
+        public = self.ctx.keystore.public_key(HPKE_LABEL)
+        # The kernel signs (key || UEID) with mno's alias key: an issuer can check that
+        # this key belongs to the mno domain of this device (tre mid package --ca).
+        endorsement = self.ctx.endorse(public + self.ctx.ueid)
+        return {"public": public, "ueid": self.ctx.ueid, **endorsement}
 
     @tre.service
     async def install_package(self, caller: str, body: Any) -> dict[str, Any]:

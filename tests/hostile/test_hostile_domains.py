@@ -256,6 +256,7 @@ CONTEXT_API = {
     "open_session",
     "accept_session",
     "session",
+    "endorse",
 }
 
 

@@ -110,10 +110,31 @@ def resign(pkg: Path, factory: Path, change: Any) -> None:
 
 def test_cert_document(device: Path, tmp_path: Path, factory: Path) -> None:
     doc = json.loads((tmp_path / "device.json").read_text())
-    assert set(doc) == {"ueid", "mid_key", "device_cert"}
+    assert set(doc) == {"ueid", "mid_key", "device_cert", "alias_cert", "mid_key_sig"}
     assert len(bytes.fromhex(doc["mid_key"])) == 32
     cert = attestation.load_cert_pem(doc["device_cert"].encode())
     assert attestation.device_ueid(cert).hex() == doc["ueid"]
+    alias = attestation.load_cert_pem(doc["alias_cert"].encode())
+    assert attestation.read_tcb_info(alias)["domain_id"] == "mno"
+
+
+def test_a_mid_key_swapped_in_the_document_is_refused(
+    device: Path, tmp_path: Path, factory: Path, run: Run
+) -> None:
+    """The MID key is endorsed by mno's alias key: an issuer given a document whose key was
+    replaced (say by someone who wants to read the credentials) refuses to make a package."""
+    doc = json.loads((tmp_path / "device.json").read_text())
+    doc["mid_key"] = (bytes([9]) + bytes(31)).hex()  # some other X25519 public key
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(doc))
+    code, _, err = run(
+        "mid", "package", "--issuer-key", factory / "owners" / "mno.key",
+        "--device-cert", forged, "--imsi", IMSI, "--k", SET1["K"], "--opc", SET1["OPc"],
+        "--out", tmp_path / "p.bin",
+    )  # fmt: skip
+    assert code == 2
+    assert "mid_key" in err and "endorsed" in err
+    assert not (tmp_path / "p.bin").exists()
 
 
 def test_package_install_enable_authenticate_set1(
