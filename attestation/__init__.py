@@ -118,6 +118,7 @@ from ._update import Root as Root
 from ._update import UpdateError as UpdateError
 from ._update import WrongTarget as WrongTarget
 from ._update import check_files as check_files
+from ._update import describe_package as describe_package
 from ._update import domain_target as domain_target
 from ._update import key_id as key_id
 from ._update import make_package as make_package
@@ -337,6 +338,7 @@ __all__ = [
     "consistency_proof",
     "decode_tcb_info",
     "derive_key",
+    "describe_package",
     "describe_ueid",
     "device_id_key",
     "device_ueid",

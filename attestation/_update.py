@@ -585,6 +585,23 @@ def _parse_package(signed: bytes) -> dict[str, Any]:
     return value
 
 
+def describe_package(envelope: bytes) -> dict[str, Any]:
+    """What a package envelope *says*, parsed strictly but NOT verified (for tools that
+    show a package to a person; trust decisions go through :func:`verify_package`)."""
+    parsed = _parse_envelope(envelope)
+    value = _parse_package(parsed.signed)
+    described = {
+        "target": value["target"],
+        "counter": value["counter"],
+        "expires": value["expires"],
+        "files": dict(value["files"]),
+        "signatures": [keyid for keyid, _ in parsed.signatures],
+    }
+    if "migrate" in value:
+        described["migrate"] = value["migrate"]
+    return described
+
+
 def verify_package(
     root: Root, envelope: bytes, *, target: str, last_counter: int, now: int
 ) -> Package:

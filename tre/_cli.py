@@ -22,6 +22,7 @@ from ._cli_audit import add_audit_commands
 from ._cli_device import add_device_commands
 from ._cli_integrity import add_integrity_commands
 from ._cli_mid import add_mid_commands
+from ._cli_package import add_package_commands
 from ._config import TREConfig, default_config, load_config
 from ._errors import TREError
 from ._loader import DomainSpec, resolve
@@ -257,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_attest_commands(sub, _Parser)
     add_audit_commands(sub, _Parser)
     add_integrity_commands(sub, _Parser)
+    add_package_commands(sub, _Parser)
     add_mid_commands(sub, _Parser)
     return parser
 
