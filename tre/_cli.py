@@ -7,7 +7,6 @@ line on stderr; ``--json`` prints data for scripts wherever the output is data.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -21,6 +20,7 @@ from ._cli_attest import add_attest_commands
 from ._cli_audit import add_audit_commands
 from ._cli_device import add_device_commands
 from ._cli_integrity import add_integrity_commands
+from ._cli_json import print_json
 from ._cli_mid import add_mid_commands
 from ._cli_package import add_package_commands
 from ._config import TREConfig, default_config, load_config
@@ -44,11 +44,6 @@ class _Parser(argparse.ArgumentParser):
 
 def _config(path: str | None) -> TREConfig:
     return default_config() if path is None else load_config(path)
-
-
-def _print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, sort_keys=True, default=str)
-    sys.stdout.write("\n")
 
 
 def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
@@ -103,7 +98,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_domains(args: argparse.Namespace) -> int:
     specs = resolve(_config(args.config))
     if args.json:
-        _print_json([_manifest_dict(s) for s in specs])
+        print_json([_manifest_dict(s) for s in specs])
         return 0
     rows = []
     for s in specs:
@@ -121,7 +116,7 @@ def cmd_policy_show(args: argparse.Namespace) -> int:
     policy = Policy.compile((s.manifest for s in specs), config.host.calls)
     entries = policy.matrix()
     if args.json:
-        _print_json(
+        print_json(
             {
                 "digest": policy.digest(),
                 "isolated": sorted(policy.isolated),
@@ -189,7 +184,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("tre: interrupted", file=sys.stderr)
         return 130
     if args.json:
-        _print_json(summary)
+        print_json(summary)
     else:
         rows = [
             [d["id"], d["state"], str(d["generation"]), str(d["served"]), str(d["faults"])]

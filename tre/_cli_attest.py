@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from cryptography.exceptions import InvalidSignature
 
 import attestation
 
+from ._cli_json import print_json
 from ._device import Device
 from ._errors import ConfigError
 from ._evidence import EvidenceMaker
@@ -153,8 +153,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         history[result.ueid.hex()] = int(result.bootcount or 0)
         Path(args.history).write_text(json.dumps(history, indent=2, sort_keys=True) + "\n")
     if args.json:
-        json.dump(result.to_dict(), sys.stdout, indent=2, sort_keys=True, default=str)
-        sys.stdout.write("\n")
+        print_json(result.to_dict())
     else:
         print(f"status: {result.status}")
         for claim, tier in sorted(result.vector.items()):

@@ -15,13 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ._audit_offline import open_audit_state
+from ._cli_json import print_json
 
 __all__ = ["add_audit_commands"]
-
-
-def _print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, sort_keys=True, default=str)
-    sys.stdout.write("\n")
 
 
 def _when(stamp: float) -> str:
@@ -55,7 +51,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                 for e in state.read(args.domain)
             ]
     if args.json:
-        _print_json({**summary, "domain": args.domain, "entries": entries})
+        print_json({**summary, "domain": args.domain, "entries": entries})
         return 0
     head = f"audit log: {summary['entries']} entries, {summary['checkpoints']} checkpoints"
     if latest is not None:
@@ -92,7 +88,7 @@ def cmd_prove(args: argparse.Namespace) -> int:
             proof = state.prove_consistency(state.load_pinned(Path(args.pinned_from)))
     data = {"kind": proof.kind, "verified": proof.verified, **proof.data}
     if args.json:
-        _print_json(data)
+        print_json(data)
     else:
         d = proof.data
         if proof.kind == "inclusion":

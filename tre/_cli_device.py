@@ -7,13 +7,13 @@ to files of mode 0600.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from ._cli_json import print_json
 from ._config import default_config, load_config
 from ._device import Device
 from ._endoflife import tamper, terminate_state
@@ -22,11 +22,6 @@ from ._provision import provision
 from ._status import read_status
 
 __all__ = ["add_device_commands"]
-
-
-def _print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, sort_keys=True, default=str)
-    sys.stdout.write("\n")
 
 
 def cmd_factory_init(args: argparse.Namespace) -> int:
@@ -41,7 +36,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     config = default_config() if args.config is None else load_config(args.config)
     result = provision(Path(args.state), Path(args.factory), imei=args.imei, config=config)
     if args.json:
-        _print_json(result)
+        print_json(result)
     else:
         print(f"provisioned {args.state}: UEID {result['ueid']}")
         print(f"  DeviceID certificate: {Path(args.state) / 'device.pem'}")
@@ -53,7 +48,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     status = read_status(Path(args.state))
     if args.json:
-        _print_json(status)
+        print_json(status)
         return 0
     print(f"state:      {status['state_dir']}")
     print(f"UEID:       {status['ueid']}" + (f" (IMEI {status['imei']})" if status["imei"] else ""))

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Any
 
+from ._cli_json import print_json
 from ._device import DB_FILE
 from ._errors import StorageError
 from ._integrity import TRE_SCOPE, manifest_path
@@ -56,8 +55,7 @@ def read_integrity_status(state_dir: Path) -> dict[str, Any]:
 def cmd_status(args: argparse.Namespace) -> int:
     status = read_integrity_status(Path(args.state))
     if args.json:
-        json.dump(status, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
+        print_json(status)
         return 0
     print(
         f"manifests: TRE {'present' if status['tre_manifest'] else 'MISSING'}, "

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 import attestation
 
+from ._cli_json import print_json
 from ._context import endorsed_bytes
 from ._errors import ConfigError, RemoteError
 from ._midpackage import TXID_LEN, hpke_seal, mid_info, pack_header, signed_bytes
@@ -68,11 +69,6 @@ def _read(path: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(path, "", f"cannot read: {exc.strerror or exc}") from None
-
-
-def _print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, sort_keys=True)
-    sys.stdout.write("\n")
 
 
 def _hexed(data: Any) -> Any:
@@ -121,7 +117,7 @@ def cmd_mid_cert(args: argparse.Namespace) -> int:
 def cmd_mid_install(args: argparse.Namespace) -> int:
     out = _call(args.state, "install_package", {"package": _read(args.package)})
     if args.json:
-        _print_json(out)
+        print_json(out)
     else:
         print(f"installed MID {out['imsi']} ({out['state']})")
     return 0
@@ -132,7 +128,7 @@ def cmd_mid_list(args: argparse.Namespace) -> int:
     if args.imsi is not None:
         mids = [m for m in mids if m["imsi"] == args.imsi]
     if args.json:
-        _print_json(mids)
+        print_json(mids)
         return 0
     for m in mids:
         print(f"{m['imsi']:<16} {m['state']:<10} sqn {m['sqn']}")
@@ -145,7 +141,7 @@ def _move(method: str) -> Any:
     def cmd(args: argparse.Namespace) -> int:
         out = _call(args.state, method, {"imsi": _imsi(args.imsi)})
         if args.json:
-            _print_json(out)
+            print_json(out)
         else:
             print(f"MID {out['imsi']}: {out['state']}")
         return 0
@@ -168,7 +164,7 @@ def cmd_mid_authenticate(args: argparse.Namespace) -> int:
         raise
     result = _hexed(out)
     if args.json:
-        _print_json(result)
+        print_json(result)
     else:
         for name in ("res", "ck", "ik", "auts"):
             if name in result:

@@ -11,8 +11,6 @@ its exact signed bytes; installing on a device (later work) verifies it with
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 import attestation
 
+from ._cli_json import print_json
 from ._errors import ConfigError
 from ._loader import load_domain_dir
 from ._measure import code_files
@@ -112,8 +111,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         raise ConfigError(args.package, "envelope", exc.message) from None
     info["bundled_files"] = sorted(files)
     if args.json:
-        json.dump(info, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
+        print_json(info)
     else:
         print(f"target {info['target']}, counter {info['counter']}, expires {info['expires']}")
         print(f"{len(info['files'])} files, {len(info['signatures'])} signatures")
