@@ -55,6 +55,7 @@ from ._dice import check_domain_id as check_domain_id
 from ._dice import derive_key as derive_key
 from ._dice import device_id_key as device_id_key
 from ._dice import domain_cdis as domain_cdis
+from ._dice import domain_epoch_key as domain_epoch_key
 from ._dice import hash_files as hash_files
 from ._dice import measure_domain as measure_domain
 from ._dice import owner_key_hash as owner_key_hash
@@ -120,11 +121,13 @@ from ._update import WrongTarget as WrongTarget
 from ._update import check_files as check_files
 from ._update import describe_package as describe_package
 from ._update import domain_target as domain_target
+from ._update import installed_package as installed_package
 from ._update import key_id as key_id
 from ._update import make_package as make_package
 from ._update import make_root as make_root
 from ._update import rotate_root as rotate_root
 from ._update import sign as sign
+from ._update import signed_by as signed_by
 from ._update import trusted_root as trusted_root
 from ._update import verify_package as verify_package
 
@@ -343,6 +346,7 @@ __all__ = [
     "device_id_key",
     "device_ueid",
     "domain_cdis",
+    "domain_epoch_key",
     "domain_target",
     "domain_token",
     "encode_tcb_info",
@@ -350,6 +354,7 @@ __all__ = [
     "hash_files",
     "imei_urn",
     "inclusion_proof",
+    "installed_package",
     "issue_alias_cert",
     "issue_device_cert",
     "key_id",
@@ -378,6 +383,7 @@ __all__ = [
     "rotate_root",
     "sign",
     "sign1",
+    "signed_by",
     "to_pem",
     "tre_cdis",
     "tre_token",

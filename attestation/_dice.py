@@ -62,6 +62,7 @@ __all__ = [
     "derive_key",
     "device_id_key",
     "domain_cdis",
+    "domain_epoch_key",
     "hash_files",
     "measure_domain",
     "owner_key_hash",
@@ -318,6 +319,19 @@ def owner_seal_key(tre: TreCdis, domain_id: str, owner_hash: bytes, svn: int) ->
     svn_bytes = _check_svn(svn).to_bytes(4, "big")
     info = _PREFIX + b"domain-seal-owner/" + ident + b"/" + svn_bytes
     return Secret(_hkdf(tre.seal.reveal(), owner, info))
+
+
+def domain_epoch_key(cdi: Secret, epoch: bytes) -> Secret:
+    """A domain sealing CDI bound to the domain's *install epoch*:
+    ``HKDF(ikm=cdi, salt=epoch, info=b"tre/v1/domain-epoch")``.
+
+    The epoch is a random value the device stores with each installed domain and replaces
+    when the domain is removed or changes owner, so everything sealed under the old epoch
+    (by either policy) can no longer be opened: a crypto-erase. ``epoch`` is 16..64 bytes."""
+    ikm = _check_secret("cdi", cdi)
+    if not isinstance(epoch, bytes) or not 16 <= len(epoch) <= 64:
+        raise InvalidIdentity("epoch must be 16..64 bytes")
+    return Secret(_hkdf(ikm, epoch, _PREFIX + b"domain-epoch"))
 
 
 def derive_key(cdi: Secret, purpose: str, length: int = 32) -> Secret:

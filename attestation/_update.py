@@ -118,11 +118,13 @@ __all__ = [
     "WrongTarget",
     "check_files",
     "domain_target",
+    "installed_package",
     "key_id",
     "make_package",
     "make_root",
     "rotate_root",
     "sign",
+    "signed_by",
     "trusted_root",
     "verify_package",
 ]
@@ -633,6 +635,10 @@ def verify_package(
     if value["counter"] <= last_counter:
         raise Rollback(f"package counter {value['counter']} is not above {last_counter}")
     # 7. files well-formed: safe relative paths, digests and lengths.
+    return _package(value, parsed.signed)
+
+
+def _package(value: dict[str, Any], signed: bytes) -> Package:
     files = {}
     for path, entry in value["files"].items():
         _check_path(path)
@@ -646,8 +652,29 @@ def verify_package(
         expires=value["expires"],
         files=files,
         migrate=value.get("migrate"),
-        signed=parsed.signed,
+        signed=signed,
     )
+
+
+def signed_by(envelope: bytes, role: Role) -> bool:
+    """True if ``envelope`` carries valid signatures of a threshold of ``role``'s distinct
+    keys (used for a second role on top of :func:`verify_package`, e.g. the current owner
+    of a domain agreeing to its transfer). Malformed input: :class:`MalformedPackage`."""
+    return _meets(_parse_envelope(envelope), role)
+
+
+def installed_package(envelope: bytes, role: Role, target: str) -> Package:
+    """Re-read a package the device installed earlier (its integrity reference): signed by a
+    threshold of ``role`` (the owner recorded at install), naming ``target``, files well
+    formed. Expiry and counter are *not* checked: they decided whether to install it; an
+    installed package stays the reference of the code it installed."""
+    parsed = _parse_envelope(envelope)
+    value = _parse_package(parsed.signed)
+    if not _meets(parsed, role):
+        raise BelowThreshold(f"installed package for {target!r} lacks its owner's threshold")
+    if value["type"] != "package" or value["target"] != target:
+        raise WrongTarget(f"installed package does not target {target!r}")
+    return _package(value, parsed.signed)
 
 
 def check_files(package: Package, files: Mapping[str, bytes]) -> None:

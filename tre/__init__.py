@@ -24,6 +24,7 @@ from ._errors import CallTimeout as CallTimeout
 from ._errors import ConfigError as ConfigError
 from ._errors import Denied as Denied
 from ._errors import DomainFailed as DomainFailed
+from ._errors import InstallRefused as InstallRefused
 from ._errors import InternalError as InternalError
 from ._errors import Locked as Locked
 from ._errors import NoSuchDomain as NoSuchDomain
@@ -32,6 +33,7 @@ from ._errors import ProvisioningError as ProvisioningError
 from ._errors import RemoteError as RemoteError
 from ._errors import RollbackDetected as RollbackDetected
 from ._errors import ServiceError as ServiceError
+from ._errors import StateBusy as StateBusy
 from ._errors import StorageError as StorageError
 from ._errors import Terminated as Terminated
 from ._errors import TooLarge as TooLarge
@@ -101,6 +103,7 @@ __all__ = [
     "DomainState",
     "Expect",
     "HostPolicy",
+    "InstallRefused",
     "IntegrityError",
     "IntegrityStale",
     "InternalError",
@@ -127,6 +130,7 @@ __all__ = [
     "SealPolicy",
     "ServiceError",
     "SessionRefused",
+    "StateBusy",
     "StorageError",
     "TREConfig",
     "TREError",

@@ -19,10 +19,12 @@ import trio
 from ._cli_attest import add_attest_commands
 from ._cli_audit import add_audit_commands
 from ._cli_device import add_device_commands
+from ._cli_install import add_install_commands
 from ._cli_integrity import add_integrity_commands
 from ._cli_json import print_json
 from ._cli_mid import add_mid_commands
 from ._cli_package import add_package_commands
+from ._cli_root import add_root_commands
 from ._config import TREConfig, default_config, load_config
 from ._errors import TREError
 from ._loader import DomainSpec, resolve
@@ -254,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit_commands(sub, _Parser)
     add_integrity_commands(sub, _Parser)
     add_package_commands(sub, _Parser)
+    add_install_commands(sub, _Parser)
+    add_root_commands(sub, _Parser)
     add_mid_commands(sub, _Parser)
     return parser
 

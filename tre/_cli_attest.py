@@ -17,7 +17,7 @@ from ._cli_json import print_json
 from ._device import Device
 from ._errors import ConfigError
 from ._evidence import EvidenceMaker
-from ._loader import resolve
+from ._installed import device_specs
 from ._policy import Policy
 
 __all__ = ["add_attest_commands"]
@@ -42,7 +42,7 @@ def _nonce(value: str) -> bytes:
 def _offline_maker(state: Path) -> tuple[Device, EvidenceMaker]:
     """Evidence for a device that is not running: measured from its installed code."""
     device = Device.open_sync(state)
-    specs = resolve(device.config)
+    specs = device_specs(state, device.config, device.records)
     policy = Policy.compile((s.manifest for s in specs), device.config.host.calls)
     keys = {spec.id: device.domain_keys(spec) for spec in specs}
     return device, EvidenceMaker(device, bytes.fromhex(policy.digest()), keys)

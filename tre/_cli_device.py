@@ -14,9 +14,11 @@ from typing import Any
 import trio
 
 from ._cli_json import print_json
+from ._cli_root import count_arg
 from ._config import default_config, load_config
 from ._device import Device
 from ._endoflife import tamper, terminate_state
+from ._errors import ConfigError
 from ._factory import factory_init
 from ._provision import provision
 from ._status import read_status
@@ -25,10 +27,20 @@ __all__ = ["add_device_commands"]
 
 
 def cmd_factory_init(args: argparse.Namespace) -> int:
-    factory = factory_init(Path(args.factory))
+    if args.root_threshold > args.root_keys:
+        raise ConfigError(
+            "<command line>", "--root-threshold", f"must not exceed --root-keys ({args.root_keys})"
+        )
+    factory = factory_init(
+        Path(args.factory), root_keys=args.root_keys, root_threshold=args.root_threshold
+    )
     print(f"manufacturer CA: {factory.path / 'ca.pem'} (key {factory.path / 'ca.key'}, mode 0600)")
     for owner in sorted(factory.owners):
         print(f"owner key: {factory.path / 'owners' / (owner + '.key')} (+ .pub)")
+    print(
+        f"root of trust: {factory.root_dir / '1.cbor'} (v1, {args.root_threshold} of "
+        f"{args.root_keys} keys in {factory.root_dir / 'keys'}, mode 0600)"
+    )
     return 0
 
 
@@ -54,6 +66,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"UEID:       {status['ueid']}" + (f" (IMEI {status['imei']})" if status["imei"] else ""))
     print(f"lifecycle:  {status['lifecycle']}")
     print(f"boot count: {status['boot_count']}")
+    if status["root_version"] is not None:
+        print(f"root:       v{status['root_version']}")
     print("domains:")
     for d in status["domains"]:
         signed = "owner key" if d["owner_key"] else "unsigned owner"
@@ -99,8 +113,20 @@ def add_device_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -
     p = sub.add_parser("factory", help="the manufacturer's out-of-band facility")
     fsub = p.add_subparsers(dest="factory_command", metavar="ACTION", parser_class=parser_class)
     fsub.required = True
-    fi = fsub.add_parser("init", help="create a manufacturer CA and the reference owner keys")
+    fi = fsub.add_parser(
+        "init", help="create a manufacturer CA, the reference owner keys and root v1"
+    )
     fi.add_argument("--factory", metavar="DIR", required=True, help="folder to create them in")
+    fi.add_argument(
+        "--root-keys", type=count_arg, default=3, metavar="N", help="root keys (default 3)"
+    )
+    fi.add_argument(
+        "--root-threshold",
+        type=count_arg,
+        default=2,
+        metavar="K",
+        help="root keys that must sign (default 2)",
+    )
     fi.set_defaults(func=cmd_factory_init)
 
     p = sub.add_parser("provision", help="create a device: secret, DeviceID, domains")

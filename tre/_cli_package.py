@@ -1,4 +1,4 @@
-"""``tre package build|sign|show``: the owner's side of signed domain packages.
+"""``tre package keygen|build|sign|show``: the owner's side of signed domain packages.
 
 A package file is a msgpack bundle ``{"format": "tre-package/1", "envelope": bytes,
 "files": {relative path: contents}}``: the envelope is the TUF-style signed metadata of
@@ -23,6 +23,7 @@ import attestation
 
 from ._cli_json import print_json
 from ._errors import ConfigError
+from ._factory import write_new_file, write_secret_file
 from ._loader import load_domain_dir
 from ._measure import code_files
 
@@ -103,6 +104,28 @@ def cmd_sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """A stakeholder's Ed25519 key pair: FILE (private, PEM, 0600) and FILE.pub."""
+    out = Path(args.out)
+    pub = out.with_name(out.name + ".pub")
+    for path in (out, pub):
+        if path.exists() or path.is_symlink():
+            raise ConfigError(str(path), "", "already exists (refusing to overwrite)")
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key()
+    write_secret_file(out, attestation.private_key_pem(key))
+    try:
+        write_new_file(pub, public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+    raw = public.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    print(f"private key: {out} (mode 0600)")
+    print(f"public key:  {pub}")
+    print(f"key id:      {attestation.key_id(raw)}")
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     envelope, files = read_bundle(Path(args.package))
     try:
@@ -133,6 +156,11 @@ def add_package_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) 
     ps.add_argument("--key", metavar="FILE", required=True, help="an Ed25519 private key (PEM)")
     ps.add_argument("package", metavar="PACKAGE", help="the package file")
     ps.set_defaults(func=cmd_sign)
+    pk = psub.add_parser("keygen", help="make a stakeholder's Ed25519 key pair")
+    pk.add_argument(
+        "--out", metavar="FILE", required=True, help="private key (0600); public key: FILE.pub"
+    )
+    pk.set_defaults(func=cmd_keygen)
     pw = psub.add_parser("show", help="what a package says (not verified)")
     pw.add_argument("package", metavar="PACKAGE", help="the package file")
     pw.add_argument("--json", action="store_true", help="print it as JSON")

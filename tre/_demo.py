@@ -8,6 +8,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,17 +22,29 @@ import attestation
 
 from ._audit_offline import open_audit_state
 from ._config import default_config
-from ._errors import CallError
+from ._errors import CallError, RemoteError
 from ._factory import factory_init
+from ._install import install_package
+from ._keystore import verify_ed25519
+from ._measure import code_files
 from ._midpackage import TXID_LEN, hpke_seal, mid_info, pack_header, signed_bytes
 from ._milenage import Milenage
 from ._provision import provision
+from ._root import new_root, rotate_state
 from ._runtime import TRE, open_tre
 
 __all__ = ["DEMO_IMEI", "run_demo"]
 
 #: A made-up IMEI with a valid Luhn check digit (TAC 35209900, serial 176148).
 DEMO_IMEI = "352099001761481"
+#: The post-issue domain (domains/utility): never provisioned, installed as a package.
+UTILITY = "utility"
+#: What the config grants the host of it, at provisioning, before it is installed.
+UTILITY_SERVICES = frozenset({"tariff", "bill", "public_key"})
+#: The release counter of the utility's package (its downgrade is one less).
+UTILITY_COUNTER = 2
+#: The tariff the host relays to the utility.
+TARIFF = {"currency": "EUR", "price_per_kwh": 0.25, "standing_charge": 0.1}
 
 
 _KINDS = {"DENIED": "denied", "ABORTED": "aborted", "LOCKED": "locked"}
@@ -48,6 +61,7 @@ class _Story:
             "other": 0,
             "verified": 0,
             "mid": 0,
+            "post_issue": 0,
         }
         self.step = 0
 
@@ -102,7 +116,10 @@ def _factory_and_provision(story: _Story, root: Path, interval: float) -> Path:
     story.title("At the factory: a manufacturer CA, owner keys, and a provisioned device")
     factory = factory_init(root / "factory")
     story.line(f"manufacturer CA and {len(factory.owners)} owner keys in {factory.path}")
-    config = attrs.evolve(default_config(), settings={"meter": {"interval": interval}})
+    base = default_config()
+    # The host is granted the utility's services now; they open once it is installed.
+    host = attrs.evolve(base.host, calls={**base.host.calls, UTILITY: UTILITY_SERVICES})
+    config = attrs.evolve(base, host=host, settings={"meter": {"interval": interval}})
     state = root / "device"
     result = provision(state, factory.path, imei=DEMO_IMEI, config=config)
     cert = attestation.load_cert_pem((state / "device.pem").read_bytes())
@@ -155,6 +172,11 @@ async def _first_boot(story: _Story, state: Path, interval: float) -> bytes:
             f"mno -> oem.timestamp (mno asks, oem does not allow): {status['oem.timestamp']}"
         )
         story.counts["denied"] += 1
+        absent = t.policy.evaluate("host", UTILITY, "bill")
+        story.line(
+            f"host -> {UTILITY}.bill (granted to the host at provisioning, not installed yet): "
+            f"{absent.code}"
+        )
 
         story.title("Local attestation: meter and oem open a mutually attested session")
         backup = await story.call(t, "meter", "backup")

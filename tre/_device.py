@@ -25,6 +25,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
@@ -48,6 +49,7 @@ from ._store import AsyncStore, Store
 __all__ = [
     "COUNTER_FILE",
     "DB_FILE",
+    "INSERT_DOMAIN",
     "UDS_FILE",
     "Device",
     "DomainRecord",
@@ -57,6 +59,9 @@ __all__ = [
     "counter_key",
     "key_index",
     "measure",
+    "new_epoch",
+    "read_domain_rows",
+    "record_from_row",
 ]
 
 log = logging.getLogger("tre.device")
@@ -93,12 +98,68 @@ class DomainRecord:
     svn: int
     measurement: bytes
     state: DomainLifecycle
+    #: the owner role recorded at install (raw keys, threshold); () when unsigned
+    owner_keys: tuple[bytes, ...] = ()
+    owner_threshold: int = 0
+    #: release counter of the installed package (0: installed at the factory)
+    counter: int = 0
+    #: the installed package's envelope: the domain's integrity reference (None: factory)
+    package: bytes | None = attrs.field(default=None, repr=False)
+    #: random per install; replaced on remove and transfer (see attestation.domain_epoch_key)
+    epoch: bytes = attrs.field(default=b"", repr=False)
+
+    @property
+    def role(self) -> attestation.Role | None:
+        if not self.owner_keys:
+            return None
+        return attestation.Role(frozenset(self.owner_keys), self.owner_threshold)
 
     @property
     def owner_hash(self) -> bytes:
         if self.owner_key:
             return attestation.owner_key_hash(self.owner_key)
         return unsigned_owner_hash(self.owner)
+
+
+_SELECT_DOMAINS = (
+    "SELECT id, source, owner, owner_key, svn, measurement, state, "
+    "owner_keys, owner_threshold, counter, package, epoch FROM domains"
+)
+
+
+def read_domain_rows(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    return conn.execute(_SELECT_DOMAINS).fetchall()
+
+
+def record_from_row(row: tuple[Any, ...]) -> DomainRecord:
+    keys = bytes(row[7])
+    return DomainRecord(
+        id=row[0],
+        source=row[1],
+        owner=row[2],
+        owner_key=row[3],
+        svn=row[4],
+        measurement=row[5],
+        state=DomainLifecycle(row[6]),
+        owner_keys=tuple(keys[i : i + 32] for i in range(0, len(keys), 32)),
+        owner_threshold=row[8],
+        counter=row[9],
+        package=row[10],
+        epoch=row[11],
+    )
+
+
+def new_epoch() -> bytes:
+    """A fresh install epoch (see :func:`attestation.domain_epoch_key`)."""
+    return os.urandom(32)
+
+
+#: INSERT of a factory-installed domain row: id, source, owner, owner_key, svn,
+#: measurement, state, installed, owner_keys, owner_threshold, epoch.
+INSERT_DOMAIN = (
+    "INSERT INTO domains(id, source, owner, owner_key, svn, measurement, state, installed, "
+    "owner_keys, owner_threshold, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def measure(spec: DomainSpec, owner_hash: bytes) -> bytes:
@@ -161,14 +222,7 @@ class Device:
         self.tre_measurement = tre_code_hash()
         self.cdis = attestation.tre_cdis(uds, self.tre_measurement, self.authority)
         self.records: dict[str, DomainRecord] = {
-            row[0]: DomainRecord(
-                row[0], row[1], row[2], row[3], row[4], row[5], DomainLifecycle(row[6])
-            )
-            for row in store.read(
-                lambda c: c.execute(
-                    "SELECT id, source, owner, owner_key, svn, measurement, state FROM domains"
-                ).fetchall()
-            )
+            row[0]: record_from_row(row) for row in store.read(read_domain_rows)
         }
 
     @property
@@ -257,7 +311,7 @@ class Device:
             for spec in specs:
                 owner_hash = unsigned_owner_hash(spec.manifest.owner)
                 conn.execute(
-                    "INSERT INTO domains VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    INSERT_DOMAIN,
                     (
                         spec.id,
                         f"plugin:{spec.id}",
@@ -267,6 +321,9 @@ class Device:
                         measure(spec, owner_hash),
                         DomainLifecycle.INSTALLED.value,
                         stamp,
+                        b"",
+                        0,
+                        new_epoch(),
                     ),
                 )
 
@@ -407,10 +464,11 @@ class Device:
             dt.datetime.now(dt.UTC),
         )
 
-    def domain_keys(self, spec: DomainSpec) -> DomainKeys:
+    def domain_keys(self, spec: DomainSpec, record: DomainRecord | None = None) -> DomainKeys:
         """Derive a domain's keys from its *current* code (a changed domain gets a different
-        measurement, so MEASUREMENT-sealed data of the old code stays closed)."""
-        record = self.records.get(spec.id)
+        measurement, so MEASUREMENT-sealed data of the old code stays closed), its owner and
+        its install epoch as ``record`` (default: the installed record) says."""
+        record = record if record is not None else self.records.get(spec.id)
         owner_hash = record.owner_hash if record else unsigned_owner_hash(spec.manifest.owner)
         return DomainKeys(
             spec.id,
@@ -424,6 +482,7 @@ class Device:
             max_bytes=spec.manifest.quotas.max_key_bytes,
             owner_key=record.owner_key if record else b"",
             ueid=self.ueid,
+            epoch=record.epoch if record else b"",
         )
 
 

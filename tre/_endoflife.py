@@ -45,9 +45,12 @@ async def tamper(
     """Tamper response: lock one domain, or (``domain_id=None``) the whole TRE and every
     domain in it. Returns the domains now locked. Locking is final; reporting the same
     attack again is recorded again."""
-    if domain_id is not None and domain_id not in device.records:
+    installed = sorted(
+        d for d, r in device.records.items() if r.state is not DomainLifecycle.REMOVED
+    )
+    if domain_id is not None and domain_id not in installed:
         raise ProvisioningError(f"no domain {domain_id!r} is installed")
-    targets = [domain_id] if domain_id is not None else sorted(device.records)
+    targets = [domain_id] if domain_id is not None else installed
     new_tre = device.tre_state
     if domain_id is None and device.tre_state is TREState.SECURED:
         check_move(TRE_LIFECYCLE, "the TRE", device.tre_state, TREState.LOCKED)

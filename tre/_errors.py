@@ -18,6 +18,7 @@ __all__ = [
     "ConfigError",
     "Denied",
     "DomainFailed",
+    "InstallRefused",
     "InternalError",
     "InvalidFrame",
     "Locked",
@@ -27,6 +28,7 @@ __all__ = [
     "RemoteError",
     "RollbackDetected",
     "ServiceError",
+    "StateBusy",
     "StorageError",
     "TREError",
     "Terminated",
@@ -172,6 +174,21 @@ class RollbackDetected(StorageError):
     """The database is older than the replay-protected counter: an old copy was put back."""
 
     code = "ROLLBACK"
+
+
+class StateBusy(StorageError):
+    """The state folder is in use: a TRE runs on it, or another install, removal or
+    transfer is under way. Nothing was changed; stop the other user and retry."""
+
+    code = "STATE_BUSY"
+
+
+class InstallRefused(TREError):
+    """A domain install, update, removal or transfer was refused on the device side (the
+    package itself verified, but the device's state does not allow it: a locked domain, an
+    owner change outside ``tre transfer``, a package that does not load). Nothing changed."""
+
+    code = "INSTALL_REFUSED"
 
 
 class InternalError(TREError):

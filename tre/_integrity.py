@@ -204,8 +204,15 @@ class IntegrityMonitor:
         domains: Mapping[str, tuple[DomainSpec, Ed25519PublicKey]],
         settings: IntegritySettings,
         roots: Mapping[str, Path] | None = None,
+        references: Mapping[str, Mapping[str, bytes]] | None = None,
+        bad_references: Mapping[str, str] | None = None,
     ) -> None:
         self.state_dir = state_dir
+        #: domains installed from a package: their reference is the package's file list
+        #: (verified by the caller), not a manifest file; ``bad_references`` could not be
+        #: verified (id -> why) and always mismatch
+        self._references = {k: dict(v) for k, v in (references or {}).items()}
+        self._bad_references = dict(bad_references or {})
         self.settings = settings
         self.roots = roots
         self._tre_key = tre_key
@@ -226,6 +233,10 @@ class IntegrityMonitor:
     def _manifest(self, scope: str, key: Ed25519PublicKey) -> dict[str, bytes]:
         """A manifest, read and verified once; later checks use the verified copy (a file
         swapped on disk while running changes nothing)."""
+        if scope in self._bad_references:
+            raise IntegrityError(f"{scope}: {self._bad_references[scope]}")
+        if scope in self._references:
+            return self._references[scope]
         cached = self._manifests.get(scope)
         if cached is None:
             cached = self._manifests[scope] = read_manifest(self.state_dir, scope, key)

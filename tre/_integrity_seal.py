@@ -17,11 +17,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 import attestation
 
 from ._config import load_config
-from ._device import DB_FILE
+from ._device import DB_FILE, read_domain_rows, record_from_row
 from ._errors import ProvisioningError
 from ._factory import Factory, load_factory
+from ._installed import device_specs
 from ._integrity import TRE_SCOPE, IntegrityError, measure_scope, write_manifest
-from ._loader import DomainSpec, resolve
+from ._loader import DomainSpec
 
 __all__ = ["domain_verify_keys", "seal_integrity", "seal_state"]
 
@@ -56,8 +57,20 @@ def seal_state(
     if not (state_dir / DB_FILE).is_file():
         raise ProvisioningError(f"{state_dir} is not a provisioned TRE state")
     factory = load_factory(Path(factory_dir))
-    specs = resolve(load_config(state_dir / "config.toml"))
-    return seal_integrity(state_dir, factory, specs, roots)
+    conn = sqlite3.connect(f"file:{state_dir / DB_FILE}?mode=ro", uri=True)
+    try:
+        records = {r[0]: record_from_row(r) for r in read_domain_rows(conn)}
+    except sqlite3.DatabaseError as exc:
+        raise ProvisioningError(f"cannot read the installed domains: {exc}") from None
+    finally:
+        conn.close()
+    specs = device_specs(state_dir, load_config(state_dir / "config.toml"), records)
+    # A domain installed from a package has the package as its reference (tre/_installed.py):
+    # no manifest file is signed for it.
+    factory_domains = [
+        s for s in specs if records.get(s.id) is None or records[s.id].package is None
+    ]
+    return seal_integrity(state_dir, factory, factory_domains, roots)
 
 
 def domain_verify_keys(state_dir: Path, ca_public: Ed25519PublicKey) -> dict[str, Ed25519PublicKey]:

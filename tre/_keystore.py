@@ -225,6 +225,7 @@ class DomainKeys:
         max_bytes: int,
         owner_key: bytes = b"",
         ueid: bytes = b"",
+        epoch: bytes = b"",
     ) -> None:
         self.domain_id = domain_id
         #: the domain owner's raw Ed25519 public key (b"" when unsigned) and the device's
@@ -244,6 +245,9 @@ class DomainKeys:
         self.locked = False
         self._tre = tre
         self._owner_hash = owner_hash
+        #: the install epoch: every storage and sealing key of the domain depends on it, so
+        #: replacing it (remove, transfer) crypto-erases what was sealed before
+        self._epoch = epoch
         # The measurement (hashing the domain's code) and the CDIs are made on first use:
         # a domain that never touches its keystore costs nothing at boot.
         self._measure = measure
@@ -275,6 +279,8 @@ class DomainKeys:
                 cdi = self._measurement_cdi
             else:
                 cdi = attestation.owner_seal_key(self._tre, self.domain_id, self._owner_hash, svn)
+            if self._epoch:
+                cdi = attestation.domain_epoch_key(cdi, self._epoch)
             cached = AESGCM(attestation.derive_key(cdi, purpose).reveal())
             self._aeads[key] = cached
         return cached
@@ -333,6 +339,19 @@ class DomainKeys:
         if _public(kind, material) != public:  # the public column is checked, not trusted
             return unavailable
         return _Entry(info, material)
+
+    def row_secret(self, row: tuple[Any, ...]) -> bytes | None:
+        """The secret of a stored row (label, version, kind, policy, svn, nonce, sealed,
+        ...) if it opens for this domain, else None. Kernel-side (re-sealing on update)."""
+        label, version, kind_s, policy_s, svn, nonce, sealed = row[:7]
+        try:
+            policy = SealPolicy(policy_s)
+            if policy is SealPolicy.OWNER and svn > self.svn:
+                return None
+            aad = self._row_aad(label, version, kind_s, policy_s, svn)
+            return self.aead("keystore-row", policy, svn).decrypt(nonce, sealed, aad)
+        except (InvalidTag, ValueError):
+            return None
 
     def seal_row(
         self, label: str, version: int, kind: KeyKind, policy: SealPolicy, secret: bytes

@@ -45,12 +45,18 @@ class DomainLifecycle(enum.Enum):
     INSTALLED = "installed"  # installed, never booted
     ACTIVE = "active"  # has booted at least once
     LOCKED = "locked"  # tamper detected: does not run, its keys cannot be used
+    REMOVED = "removed"  # removed (tre remove): keys crypto-erased; the row keeps its counter
 
 
+#: Removal is always allowed (erasing never helps an attacker), locked domains included; a
+#: removed domain comes back only by a new install (a fresh epoch: nothing of the old one).
 DOMAIN_LIFECYCLE: dict[DomainLifecycle, frozenset[DomainLifecycle]] = {
-    DomainLifecycle.INSTALLED: frozenset({DomainLifecycle.ACTIVE, DomainLifecycle.LOCKED}),
-    DomainLifecycle.ACTIVE: frozenset({DomainLifecycle.LOCKED}),
-    DomainLifecycle.LOCKED: frozenset(),
+    DomainLifecycle.INSTALLED: frozenset(
+        {DomainLifecycle.ACTIVE, DomainLifecycle.LOCKED, DomainLifecycle.REMOVED}
+    ),
+    DomainLifecycle.ACTIVE: frozenset({DomainLifecycle.LOCKED, DomainLifecycle.REMOVED}),
+    DomainLifecycle.LOCKED: frozenset({DomainLifecycle.REMOVED}),
+    DomainLifecycle.REMOVED: frozenset({DomainLifecycle.INSTALLED}),
 }
 
 

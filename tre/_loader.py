@@ -71,12 +71,15 @@ def check_spec(manifest: Manifest, cls: object) -> DomainSpec:
     return DomainSpec(manifest, cls)
 
 
-def _import_entry(manifest: Manifest, folder: Path | None) -> object:
+def _import_entry(manifest: Manifest, folder: Path | None, strict: bool = False) -> object:
     module_name, _, class_name = manifest.entry.partition(":")
     module = None
     if folder is not None:
         rel = Path(*module_name.split("."))
-        for candidate in (folder / rel.with_suffix(".py"), folder / rel / "__init__.py"):
+        candidates = [folder / rel.with_suffix(".py"), folder / rel / "__init__.py"]
+        if strict:  # an installed package: its folder is the entry package itself
+            candidates.append(folder / "__init__.py")
+        for candidate in candidates:
             if candidate.is_file():
                 unique = f"tre_plugin_{manifest.id.replace('-', '_')}"
                 spec = importlib.util.spec_from_file_location(
@@ -98,6 +101,12 @@ def _import_entry(manifest: Manifest, folder: Path | None) -> object:
                         manifest.path, "entry", f"importing {candidate} failed: {exc!r}"
                     ) from exc
                 break
+    if module is None and strict:
+        # Never fall back to an importable module of the same name: the code that runs
+        # must be the code that was measured.
+        raise ConfigError(
+            manifest.path, "entry", f"the entry module {module_name} is not in {folder}"
+        )
     if module is None:
         try:
             module = importlib.import_module(module_name)
@@ -115,11 +124,13 @@ def _import_entry(manifest: Manifest, folder: Path | None) -> object:
         raise ConfigError(manifest.path, "entry", f"{module_name} has no {class_name}") from None
 
 
-def load_domain_dir(folder: str | Path) -> DomainSpec:
-    """Load a domain from a folder holding ``domain.toml`` and its entry module."""
+def load_domain_dir(folder: str | Path, *, strict: bool = False) -> DomainSpec:
+    """Load a domain from a folder holding ``domain.toml`` and its entry module. With
+    ``strict`` (an installed package), the entry module must be a file of the folder (or the
+    folder's own ``__init__.py``): nothing is imported from elsewhere under its name."""
     folder = Path(folder)
     manifest = load_manifest(folder / "domain.toml")
-    return check_spec(manifest, _import_entry(manifest, folder))
+    return check_spec(manifest, _import_entry(manifest, folder, strict))
 
 
 def available_plugins() -> dict[str, metadata.EntryPoint]:

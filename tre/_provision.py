@@ -22,11 +22,13 @@ from ._counter import MonotonicCounter
 from ._device import (
     COUNTER_FILE,
     DB_FILE,
+    INSERT_DOMAIN,
     UDS_FILE,
     ca_authority,
     counter_key,
     key_index,
     measure,
+    new_epoch,
 )
 from ._errors import ProvisioningError
 from ._factory import Factory, load_factory, write_secret_file
@@ -146,6 +148,9 @@ def _provision(
                 measure(spec, owner_hash),
                 DomainLifecycle.INSTALLED.value,
                 stamp,
+                owner_key,
+                1 if owner_key else 0,
+                new_epoch(),
             )
         )
 
@@ -157,9 +162,13 @@ def _provision(
             "boot_count": 0,
             "authority": ca_authority(factory.ca_cert),
             "provisioned": stamp,
+            # the root of trust for updates (load_factory verified it before anything was
+            # written; stored as the exact verified bytes) and the TRE package counter
+            "root": attestation.trusted_root(factory.root).envelope,
+            "tre_counter": 0,
         }
         conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", meta.items())
-        conn.executemany("INSERT INTO domains VALUES (?, ?, ?, ?, ?, ?, ?, ?)", records)
+        conn.executemany(INSERT_DOMAIN, records)
         conn.execute(
             "INSERT INTO events(time, kind, domain, detail) VALUES (?, 'provisioned', 'tre', ?)",
             (stamp, f"ueid {ueid.hex()}, {len(records)} domains"),

@@ -27,6 +27,7 @@ from ._device import Device, EventHook
 from ._endoflife import tamper
 from ._errors import ConfigError, DomainFailed
 from ._evidence import EvidenceMaker
+from ._installed import device_specs, package_references
 from ._integrity import IntegrityError, IntegrityMonitor, IntegritySettings
 from ._integrity_seal import domain_verify_keys
 from ._kernel import Kernel
@@ -35,6 +36,7 @@ from ._lifecycle import DomainLifecycle, DomainState, TREState
 from ._loader import DomainSpec, resolve
 from ._policy import Policy
 from ._records import KernelEvent
+from ._runlock import state_lock
 from ._supervisor import supervise
 
 __all__ = ["TRE", "DeviceInfo", "DomainInfo", "open_tre"]
@@ -243,12 +245,24 @@ async def open_tre(
     device raises :class:`~tre.Terminated`. If a domain whose abort action is
     ``propagate`` fails, the block is cancelled and :class:`~tre.DomainFailed` is raised.
     """
+    run_lock = contextlib.ExitStack()
     if state is not None:
         if config is not None:
             raise ConfigError(str(state), "", "a provisioned state carries its own config")
-        device = await Device.open(Path(state))
+        run_lock.enter_context(state_lock(Path(state), "boot"))
+        try:
+            device = await Device.open(Path(state))
+        except BaseException:
+            run_lock.close()
+            raise
         cfg = device.config
-        specs: Sequence[DomainSpec] = resolve(cfg, domains)
+        try:
+            specs: Sequence[DomainSpec] = device_specs(Path(state), cfg, device.records, domains)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await device.close()
+            run_lock.close()
+            raise
     else:
         cfg = _as_config(config)
         specs = resolve(cfg, domains)
@@ -300,6 +314,7 @@ async def open_tre(
             if audit is not None:
                 await audit.aclose()  # what is queued is written before the store closes
             await device.close()
+            run_lock.close()
 
 
 async def _check_integrity_at_boot(
@@ -315,12 +330,15 @@ async def _check_integrity_at_boot(
     ca_public = device.ca_cert.public_key()
     assert isinstance(ca_public, Ed25519PublicKey)
     keys = domain_verify_keys(state_dir, ca_public)
+    references, bad_references = package_references(device.records)
     monitor = IntegrityMonitor(
         state_dir,
         ca_public,
         {s.id: (s, keys.get(s.id, ca_public)) for s in specs},
         IntegritySettings(**device.config.integrity),
         code_roots,
+        references,
+        bad_references,
     )
 
     async def persist(kind: str, entry: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from ._device import DB_FILE, UDS_FILE
 from ._errors import StorageError
+from ._root import stored_root
 from ._store import APPLICATION_ID
 
 __all__ = ["read_status"]
@@ -44,6 +45,7 @@ def read_status(state_dir: Path) -> dict[str, Any]:
         "lifecycle": meta.get("tre_state"),
         "boot_count": meta.get("boot_count"),
         "device_secret_present": (Path(state_dir) / UDS_FILE).exists(),
+        "root_version": stored_root(meta["root"]).version if "root" in meta else None,
         "domains": [
             {
                 "id": d[0],

@@ -72,7 +72,12 @@ CREATE TABLE IF NOT EXISTS domains (
     svn INTEGER NOT NULL,
     measurement BLOB NOT NULL,     -- at install
     state TEXT NOT NULL,
-    installed REAL NOT NULL
+    installed REAL NOT NULL,
+    owner_keys BLOB NOT NULL DEFAULT x'',      -- the owner role: sorted raw keys, concatenated
+    owner_threshold INTEGER NOT NULL DEFAULT 0,
+    counter INTEGER NOT NULL DEFAULT 0,        -- release counter of the installed package
+    package BLOB,                  -- the installed package's envelope (NULL: from the factory)
+    epoch BLOB NOT NULL DEFAULT x''  -- random; replaced on remove/transfer (crypto-erase)
 ) STRICT;
 CREATE TABLE IF NOT EXISTS keys (
     domain TEXT NOT NULL,

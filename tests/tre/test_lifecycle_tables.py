@@ -73,22 +73,30 @@ def test_the_tre_lifecycle():
 
 
 def test_the_domain_lifecycle():
+    removed = DomainLifecycle.REMOVED
     assert {
-        DomainLifecycle.INSTALLED: {DomainLifecycle.ACTIVE, DomainLifecycle.LOCKED},
-        DomainLifecycle.ACTIVE: {DomainLifecycle.LOCKED},
-        DomainLifecycle.LOCKED: set(),
+        DomainLifecycle.INSTALLED: {DomainLifecycle.ACTIVE, DomainLifecycle.LOCKED, removed},
+        DomainLifecycle.ACTIVE: {DomainLifecycle.LOCKED, removed},
+        DomainLifecycle.LOCKED: {removed},
+        removed: {DomainLifecycle.INSTALLED},
     } == DOMAIN_LIFECYCLE
-    assert all(DomainLifecycle.INSTALLED not in t for t in DOMAIN_LIFECYCLE.values())
+    # The only way back to INSTALLED is a new install after a removal (a fresh epoch:
+    # nothing sealed before survives), and a lock is never undone in place.
+    assert [s for s, t in DOMAIN_LIFECYCLE.items() if DomainLifecycle.INSTALLED in t] == [removed]
+    assert all(removed in t for s, t in DOMAIN_LIFECYCLE.items() if s is not removed)
 
 
 def test_final_states_are_final():
     assert TRE_LIFECYCLE[TREState.TERMINATED] == frozenset()
-    assert DOMAIN_LIFECYCLE[DomainLifecycle.LOCKED] == frozenset()
+    # A locked domain can only be removed (crypto-erased), never unlocked.
+    assert DOMAIN_LIFECYCLE[DomainLifecycle.LOCKED] == frozenset({DomainLifecycle.REMOVED})
     assert TRANSITIONS[DomainState.LOCKED] == frozenset()
     for state in TREState:
         with pytest.raises(tre.InternalError):
             check_move(TRE_LIFECYCLE, "the TRE", TREState.TERMINATED, state)
     for lifecycle in DomainLifecycle:
+        if lifecycle is DomainLifecycle.REMOVED:
+            continue
         with pytest.raises(tre.InternalError):
             check_move(DOMAIN_LIFECYCLE, "domain", DomainLifecycle.LOCKED, lifecycle)
     for ds in DomainState:
