@@ -1,8 +1,10 @@
 """The ``mid`` scenario's device, network side, loops and interleaved rounds.
 
-**The device** (:func:`make_device`): ``factory_init`` (CA and owner keys for ``oem`` and
-``mno``) and ``provision`` into a temporary folder, with ``oem`` and ``mno`` enabled and the
-host allowed mno's MID services; booted with ``tre.open_tre(state=...)``.
+**The device** (:func:`make_device`): ``factory_init`` (CA and owner keys for ``oem``,
+``mno`` and ``meter``; the root delegates each to its owner key) and ``provision`` into a
+temporary folder, with ``oem`` and ``mno`` enabled and the host allowed mno's MID services;
+booted with ``tre.open_tre(state=...)``. A second device from the same factory, never booted,
+takes the domain package installs (:mod:`benchmarks._mid_install`).
 
 **The network side** (:class:`Network`, the issuer and the home network, in the host task):
 holds K and OPc of the benchmark MID and the mno owner key from the factory; makes MID
@@ -27,6 +29,10 @@ the timer starts.
   free ones from a fixed pool (see :data:`INSTALL_BATCH`).
 * ``raw_verify_hash``: ``Ed25519PublicKey.verify(sig, package)`` + ``sha256(package)`` of a
   package of the same size.
+* ``domain_install``, ``raw_domain_verify_hash``, ``domain_verify_package`` and their
+  ``_large`` twins: offline installs (updates) of the ``meter`` domain from TUF-style
+  packages against raw Ed25519 verify + SHA-256 of the same bytes, and against the
+  library's verification alone; see :mod:`benchmarks._mid_install`.
 """
 
 from __future__ import annotations
@@ -59,6 +65,15 @@ from tre._provision import provision
 from tre._store import _connect
 
 from ._keystore_measure import filesystem_of
+from ._mid_install import (
+    DOMAIN,
+    LARGE_BYTES,
+    PAYLOADS,
+    DomainInstaller,
+    InstallInfo,
+    install_anatomy,
+    suffix,
+)
 from ._profile import profile_report, profiled, stack_group
 from ._report import progress
 from ._rounds import interleaved_rounds, sync_round
@@ -109,6 +124,14 @@ class Settings:
     warmup: float = 0.1
     #: calls of each loop in the step timings after the rounds
     anatomy_calls: int = 100
+    #: domain package installs per round (each payload)
+    domain_install_calls: int = 24
+    #: raw verify + hash, and verify_package, calls per round (each payload)
+    domain_verify_calls: int = 1000
+    #: the size of the large payload's extra file, KiB
+    large_kib: int = LARGE_BYTES // 1024
+    #: installs of each step in the install step timings
+    domain_anatomy_calls: int = 20
     profile: bool = False
     directory: str | None = None
 
@@ -121,13 +144,16 @@ FULL = Settings(
     install_calls=192,
     verify_calls=20_000,
     anatomy_calls=300,
+    domain_install_calls=64,
+    domain_verify_calls=3000,
+    domain_anatomy_calls=50,
 )
 
 
 @dataclasses.dataclass(frozen=True)
 class LoopSpec:
     name: str
-    op: str  # aka, install, verify
+    op: str  # aka, install, verify, domain_install, domain_verify
 
 
 LOOPS = (
@@ -135,11 +161,26 @@ LOOPS = (
     LoopSpec("raw_aka", "aka"),
     LoopSpec("install", "install"),
     LoopSpec("raw_verify_hash", "verify"),
+    *(
+        LoopSpec(name + suffix(payload), op)
+        for payload in PAYLOADS
+        for name, op in (
+            ("domain_install", "domain_install"),
+            ("raw_domain_verify_hash", "domain_verify"),
+            ("domain_verify_package", "domain_verify"),
+        )
+    ),
 )
 
 
 def calls_of(s: Settings, op: str) -> int:
-    return {"aka": s.aka_calls, "install": s.install_calls}.get(op, s.verify_calls)
+    calls = {
+        "aka": s.aka_calls,
+        "install": s.install_calls,
+        "domain_install": s.domain_install_calls,
+        "domain_verify": s.domain_verify_calls,
+    }
+    return calls.get(op, s.verify_calls)
 
 
 @dataclasses.dataclass
@@ -155,6 +196,8 @@ class Outcome:
     anatomy: dict[str, float]
     final_sqn: int
     mids_left: list[tuple[str, str]]
+    #: the domain package installs: payloads, step timings, final counter
+    domain: InstallInfo
     profile: str | None = None
     elapsed_s: float = 0.0
 
@@ -169,7 +212,7 @@ def _xor(a: bytes, b: bytes) -> bytes:
 def make_device(root: Path) -> tuple[Path, Path]:
     """A factory and a provisioned device under ``root``: (state folder, factory folder)."""
     factory = root / "factory"
-    factory_init(factory, domains=("oem", "mno"))
+    factory_init(factory, domains=("oem", "mno", DOMAIN))
     config = TREConfig(
         name="mid-bench", enable=("oem", "mno"), host=HostPolicy(calls={"mno": SERVICES})
     )
@@ -309,8 +352,11 @@ def raw_verify_hash_round(raw: RawSide, n: int) -> float:
 
 
 class Runner:
-    def __init__(self, t: tre.TRE, net: Network, raw: RawSide, s: Settings) -> None:
+    def __init__(
+        self, t: tre.TRE, net: Network, raw: RawSide, s: Settings, installer: DomainInstaller
+    ) -> None:
         self.t, self.net, self.raw, self.s = t, net, raw, s
+        self.domain_loops = installer.loops()
 
     async def call(self, method: str, body: Any = None) -> Any:
         return await self.t.call("mno", method, body, timeout=CALL_TIMEOUT)
@@ -355,6 +401,8 @@ class Runner:
             return self.raw_aka
         if spec.name == "install":
             return self.install
+        if spec.name in self.domain_loops:
+            return self.domain_loops[spec.name]
         return lambda n: sync_round(raw_verify_hash_round, self.raw, n)
 
 
@@ -446,6 +494,8 @@ async def _run(s: Settings, root: Path) -> Outcome:
     provision_s = time.perf_counter() - started
     filesystem = filesystem_of(state)
     progress(TAG, f"device provisioned in {provision_s:.3f} s ({root}, {filesystem})")
+    installer = DomainInstaller(root, factory, s.large_kib * 1024)
+    progress(TAG, f"install device provisioned in {installer.provision_s:.3f} s")
     opening = time.perf_counter()
     async with tre.open_tre(state=state) as t:
         open_s = time.perf_counter() - opening
@@ -454,7 +504,7 @@ async def _run(s: Settings, root: Path) -> Outcome:
         sample = net.package(POOL[0])
         raw = RawSide(root, net, sample)
         try:
-            runner = Runner(t, net, raw, s)
+            runner = Runner(t, net, raw, s, installer)
             await runner.call("install_package", {"package": net.package(AKA_IMSI)})
             await runner.call("enable", {"imsi": AKA_IMSI})
             bound = [(spec, runner.loop(spec)) for spec in LOOPS]
@@ -473,8 +523,25 @@ async def _run(s: Settings, root: Path) -> Outcome:
             left = [(m["imsi"], m["state"]) for m in mids if m["state"] != "deleted"]
         finally:
             raw.close()
+    n = s.domain_anatomy_calls
+    progress(TAG, f"install step timings: {n} calls of each, 3 times, each payload")
+    domain = installer.info(install_anatomy(installer, n))
+    if domain.versions_left != [str(domain.counter)]:
+        raise RuntimeError(
+            f"{DOMAIN} at counter {domain.counter} left version folders {domain.versions_left}"
+        )
     return Outcome(
-        s, rates, provision_s, open_s, filesystem, len(sample), anatomy, final_sqn, left, profile
+        s,
+        rates,
+        provision_s,
+        open_s,
+        filesystem,
+        len(sample),
+        anatomy,
+        final_sqn,
+        left,
+        domain,
+        profile,
     )
 
 
@@ -484,7 +551,9 @@ def run(s: Settings) -> Outcome:
         TAG,
         f"{'quick' if s.quick else 'full'} run: {s.rounds} interleaved rounds of "
         f"{s.aka_calls} AKA runs (each loop), {s.install_calls} installs (batches of "
-        f"{s.install_batch}), {s.verify_calls} raw verify+hash; sqlite "
+        f"{s.install_batch}), {s.verify_calls} raw verify+hash, {s.domain_install_calls} "
+        f"{DOMAIN} package installs and {s.domain_verify_calls} of its verifications (each "
+        f"payload; large: +{s.large_kib} KiB); sqlite "
         f"{sqlite3.sqlite_version}, pid {os.getpid()}",
     )
     with tempfile.TemporaryDirectory(prefix="tre-midbench-", dir=s.directory) as tmp:

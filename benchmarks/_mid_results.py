@@ -1,8 +1,12 @@
 """The ``mid`` scenario's results: the targets, the ``--json`` document and the tables.
 
 Rates are medians of the interleaved rounds; ``aka_ratio`` is mno AKA runs/s over raw AKA
-runs/s (target >= 0.5x); ``install_ratio`` is install seconds over raw verify + hash
-seconds (how many times slower; no target, a figure to report).
+runs/s (target >= 0.5x); ``install_ratio`` is MID install seconds over raw verify + hash
+seconds (how many times slower; no target, a figure to report). The domain package installs
+are expressed like the AKA figure: ``domain_install_ratio`` is installs/s over raw verify +
+hash/s of the same bytes (0.01x: an install does a hundredth of the baseline's rate), for
+the meter code and (``_large``) with an extra data file; ``*_verify_package_ratio`` is the
+same against ``attestation.verify_package`` + ``check_files``. No target.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ from typing import Any
 
 import cryptography
 
+from ._mid_install import DATA_FILE, DOMAIN, PAYLOADS, suffix
 from ._mid_measure import Outcome
 from ._report import (
     Target,
     environment,
+    fmt_bytes,
     fmt_rate,
     median,
     per_round,
@@ -55,6 +61,35 @@ SIDES = {
     ),
 }
 
+
+def _domain_sides() -> dict[str, str]:
+    sides: dict[str, str] = {}
+    for payload in PAYLOADS:
+        end = suffix(payload)
+        what = f"the {DOMAIN} code files" + (f" + {DATA_FILE}" if payload == "large" else "")
+        sides |= {
+            f"domain_install{end}": (
+                f"tre._install.install_package(state, envelope, files, domain={DOMAIN!r}) of "
+                f"{what}, release counter +1 each (an update; envelopes signed by the owner "
+                "before the timer), on a provisioned device that is not booted: state lock, "
+                "device open, verify_package against the stored root, files staged with "
+                "fsync, loaded and measured, one SQLite transaction + replay-protected counter "
+                "fsync, old version folder deleted"
+            ),
+            f"raw_domain_verify_hash{end}": (
+                "Ed25519PublicKey.verify(sig, signed_metadata_bytes) of the same envelope + "
+                f"hashlib.sha256(data).digest() of every file of {what}"
+            ),
+            f"domain_verify_package{end}": (
+                "attestation.verify_package(root, envelope, ...) + attestation.check_files("
+                f"package, files) of {what}, in memory: the library's verification only"
+            ),
+        }
+    return sides
+
+
+SIDES |= _domain_sides()
+
 DURABLE_NOTE = (
     "each mno AKA run rewrites the sealed MID record (SQLite COMMIT, WAL fsync) and advances "
     "the replay-protected counter (a second fsync): two fsyncs to the raw side's one, plus "
@@ -66,10 +101,24 @@ def _med(o: Outcome, name: str) -> float:
     return median(o.rates[name])
 
 
+def _domain_figures(o: Outcome, payload: str) -> dict[str, float]:
+    end = suffix(payload)
+    install = _med(o, f"domain_install{end}")
+    raw = _med(o, f"raw_domain_verify_hash{end}")
+    verify = _med(o, f"domain_verify_package{end}")
+    return {
+        f"domain_install{end}_s": 1 / install,
+        f"raw_domain_verify_hash{end}_s": 1 / raw,
+        f"domain_verify_package{end}_s": 1 / verify,
+        f"domain_install{end}_ratio": install / raw,
+        f"domain_install{end}_verify_package_ratio": install / verify,
+    }
+
+
 def _figures(o: Outcome) -> dict[str, float]:
     aka, raw_aka = _med(o, "aka"), _med(o, "raw_aka")
     install_s, raw_s = 1 / _med(o, "install"), 1 / _med(o, "raw_verify_hash")
-    return {
+    figures = {
         "aka_per_s": aka,
         "raw_aka_per_s": raw_aka,
         "aka_ratio": aka / raw_aka,
@@ -77,6 +126,20 @@ def _figures(o: Outcome) -> dict[str, float]:
         "raw_verify_hash_s": raw_s,
         "install_ratio": install_s / raw_s,
     }
+    for payload in PAYLOADS:
+        figures |= _domain_figures(o, payload)
+    return figures
+
+
+def _payload_label(o: Outcome, payload: str) -> str:
+    p = o.domain.payloads[payload]
+    extra = f", {DATA_FILE}" if payload == "large" else ""
+    return f"{DOMAIN} {payload}: {p['files']} files{extra}, {fmt_bytes(p['bytes'])}"
+
+
+def _small_ratio(ratio: float) -> str:
+    """A rate ratio far below 1: ``0.0076x (132x the time)``."""
+    return f"{ratio:.4f}x ({1 / ratio:.0f}x the time)"
 
 
 def targets(o: Outcome) -> list[Target]:
@@ -93,6 +156,15 @@ def targets(o: Outcome) -> list[Target]:
             f"{f['install_ratio']:.0f}x slower",
             "report",
             None,
+        ),
+        *(
+            (
+                f"{DOMAIN} install ({payload}) / raw verify + hash (no target)",
+                _small_ratio(f[f"domain_install{suffix(payload)}_ratio"]),
+                "report",
+                None,
+            )
+            for payload in PAYLOADS
         ),
     ]
 
@@ -121,6 +193,91 @@ def _explanation(o: Outcome) -> str:
         "the kernel -- roughly the rows above."
     )
     return f"{table}\n{verdict}"
+
+
+def _domain_table(o: Outcome) -> str:
+    f = _figures(o)
+    rows = []
+    for payload in PAYLOADS:
+        end = suffix(payload)
+        install, raw = o.rates[f"domain_install{end}"], o.rates[f"raw_domain_verify_hash{end}"]
+        rounds = per_round(install, raw)
+        rows.append(
+            (
+                _payload_label(o, payload),
+                f"{f[f'domain_install{end}_s'] * 1e3:.2f}",
+                spread(install),
+                f"{f[f'raw_domain_verify_hash{end}_s'] * 1e3:.4f}",
+                spread(raw),
+                _small_ratio(f[f"domain_install{end}_ratio"]),
+                f"{min(rounds):.4f}-{max(rounds):.4f}",
+                f"{f[f'domain_verify_package{end}_s'] * 1e3:.4f}",
+                f"{f[f'domain_install{end}_verify_package_ratio']:.4f}x",
+            )
+        )
+    return render_table(
+        (
+            "domain package install (update)",
+            "ms/install",
+            "installs/s range",
+            "raw ms",
+            "raw/s range",
+            "ratio (rate)",
+            "per round",
+            "verify_package ms",
+            "ratio",
+        ),
+        rows,
+        title=(
+            f"tre._install.install_package of {DOMAIN} on a device not booted; raw: one "
+            "Ed25519 verify of the signed metadata + SHA-256 of every file; verify_package: "
+            "attestation.verify_package + check_files (in memory)"
+        ),
+    )
+
+
+def _domain_explanation(o: Outcome) -> str:
+    rows = (
+        ("install_package (whole)", "install"),
+        ("  state lock + open the device + close", "open"),
+        ("    of which measuring the TRE's own code (read + SHA-256)", "tre_code_hash"),
+        ("  verify_package + check_files (in memory)", "verify"),
+        ("  stage: files written + fsync'd, folders fsync'd, read back, rename", "stage"),
+        ("    of which writing + fsync of the files and their folder", "write_fsync"),
+        ("  load the staged code (strict) + measure it", "load"),
+        ("  commit: SQLite transaction + replay-protected counter fsync", "commit"),
+        ("  rest (root and records read, key derivation, old folder deleted)", "rest"),
+    )
+    a = o.domain.anatomy
+    table = render_table(
+        (f"quick profile: one {DOMAIN} install", *(f"{p} ms" for p in PAYLOADS)),
+        ((what, *(f"{a[p][key] / 1e3:.3f}" for p in PAYLOADS)) for what, key in rows),
+    )
+    small = a["small"]
+    whole = small["install"]
+
+    def share(key: str) -> str:
+        return f"{small[key] / whole:.0%}"
+
+    lines = [
+        f"Shares of a {DOMAIN} code install (steps timed alone, "
+        f"{o.settings.domain_anatomy_calls} calls each, median of 3): verification "
+        f"{share('verify')}; durable I/O: staging {share('stage')} (writing + fsync alone "
+        f"{share('write_fsync')}) and the commit {share('commit')}; opening the device "
+        f"{share('open')} (measuring the TRE's own code {share('tre_code_hash')}); loading the "
+        f"new code {share('load')}; rest {share('rest')}.",
+    ]
+    f = _figures(o)
+    extra = o.domain.payloads["large"]["bytes"] - o.domain.payloads["small"]["bytes"]
+    added = f["domain_install_large_s"] - f["domain_install_s"]
+    hashing = f["raw_domain_verify_hash_large_s"] - f["raw_domain_verify_hash_s"]
+    staging = a["large"]["stage"] - small["stage"]
+    lines.append(
+        f"{fmt_bytes(extra)} more: {added * 1e3:+.2f} ms per install and {hashing * 1e3:+.2f} "
+        f"ms of raw verify + hash (medians of the rounds); staging {staging / 1e3:+.2f} ms "
+        "(step timings)."
+    )
+    return f"{table}\n" + "\n".join(lines)
 
 
 def render(o: Outcome) -> str:
@@ -152,7 +309,8 @@ def render(o: Outcome) -> str:
         ],
     )
     notes = f"* {DURABLE_NOTE}.\nraw AKA runs/s: {fmt_rate(f['raw_aka_per_s'])}"
-    return "\n\n".join((ops, notes, install, _explanation(o), targets_table(targets(o))))
+    parts = (ops, notes, install, _explanation(o), _domain_table(o), _domain_explanation(o))
+    return "\n\n".join((*parts, targets_table(targets(o))))
 
 
 def to_json(o: Outcome) -> dict[str, Any]:
@@ -165,8 +323,20 @@ def to_json(o: Outcome) -> dict[str, Any]:
         "durable_note": DURABLE_NOTE,
         "sides": SIDES,
         "samples": o.rates,
-        "ratio_per_round": {"aka": per_round(o.rates["aka"], o.rates["raw_aka"])},
+        "ratio_per_round": {
+            "aka": per_round(o.rates["aka"], o.rates["raw_aka"]),
+            **{
+                f"domain_install{suffix(p)}": per_round(
+                    o.rates[f"domain_install{suffix(p)}"],
+                    o.rates[f"raw_domain_verify_hash{suffix(p)}"],
+                )
+                for p in PAYLOADS
+            },
+        },
         "anatomy_us": o.anatomy,
+        "domain_anatomy_us": o.domain.anatomy,
+        "domain_payloads": o.domain.payloads,
+        "domain_counter": o.domain.counter,
         "targets": targets_json(targets(o)),
         "quick": s.quick,
         "rounds": s.rounds,
@@ -174,13 +344,18 @@ def to_json(o: Outcome) -> dict[str, Any]:
             "aka": s.aka_calls,
             "install": s.install_calls,
             "verify": s.verify_calls,
+            "domain_install": s.domain_install_calls,
+            "domain_verify": s.domain_verify_calls,
         },
+        "large_kib": s.large_kib,
+        "domain_anatomy_calls": s.domain_anatomy_calls,
         "install_batch": s.install_batch,
         "package_bytes": o.package_bytes,
         "final_sqn": o.final_sqn,
         "mids_left": [list(m) for m in o.mids_left],
         "filesystem": o.filesystem,
         "provision_s": o.provision_s,
+        "install_device_provision_s": o.domain.provision_s,
         "open_s": o.open_s,
         "elapsed_s": o.elapsed_s,
         "sqlite": sqlite3.sqlite_version,

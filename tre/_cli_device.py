@@ -71,6 +71,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("domains:")
     for d in status["domains"]:
         signed = "owner key" if d["owner_key"] else "unsigned owner"
+        if d["counter"]:
+            signed += f", package {d['counter']}"
         print(
             f"  {d['id']:<8} {d['state']:<9} svn {d['svn']:<3} keys {d['keys']:<3} "
             f"measurement {d['measurement'][:16]}...  ({signed})"

@@ -35,6 +35,12 @@ def _report(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(result)
         return
+    if result.get("target") == "tre":
+        print(
+            f"authorised the installed TRE code: counter {result['previous_counter']} -> "
+            f"{result['counter']}, {result['files']} files; the TRE's integrity reference now"
+        )
+        return
     print(
         f"{result['action']} domain {result['domain']}: counter {result['counter']}, "
         f"svn {result['svn']}, {result['files']} files, owner key {result['owner_key'][:16]}..."

@@ -25,7 +25,7 @@ from ._cli_json import print_json
 from ._errors import ConfigError
 from ._factory import write_new_file, write_secret_file
 from ._loader import load_domain_dir
-from ._measure import code_files
+from ._measure import code_files, read_tree, tre_roots
 
 __all__ = ["FORMAT", "add_package_commands", "read_bundle", "write_bundle"]
 
@@ -60,26 +60,38 @@ def read_bundle(path: Path) -> tuple[bytes, dict[str, bytes]]:
     return envelope, files
 
 
+def _tre_files() -> dict[str, bytes]:
+    """The installed TRE code (tre, ipc, attestation) as its integrity check reads it."""
+    for name, root in tre_roots().items():
+        for _, path in code_files(root):
+            if path.is_symlink():
+                raise ConfigError(str(path), "", f"{name}: a package cannot hold a symbolic link")
+    return dict(read_tree(tre_roots()))
+
+
 def cmd_build(args: argparse.Namespace) -> int:
-    folder = Path(args.domain_dir)
-    spec = load_domain_dir(folder)  # the manifest and the class must load and agree
-    files: dict[str, bytes] = {}
-    for rel, path in code_files(folder):
-        if path.is_symlink():
-            raise ConfigError(str(path), "", "a package cannot hold a symbolic link")
-        files[rel] = path.read_bytes()
+    if args.tre:
+        files = _tre_files()
+        target, what = attestation.TRE_TARGET, "the TRE's own code"
+    else:
+        folder = Path(args.domain_dir)
+        spec = load_domain_dir(folder)  # the manifest and the class must load and agree
+        files = {}
+        for rel, path in code_files(folder):
+            if path.is_symlink():
+                raise ConfigError(str(path), "", "a package cannot hold a symbolic link")
+            files[rel] = path.read_bytes()
+        target, what = attestation.domain_target(spec.id), f"domain {spec.id}"
     counter = args.counter if args.counter is not None else int(time.time())
     envelope = attestation.make_package(
-        target=attestation.domain_target(spec.id),
+        target=target,
         counter=counter,
         expires=int(time.time()) + int(args.expires_days * DAY),
         files=files,
         migrate=args.migrate,
     )
     write_bundle(Path(args.out), envelope, files)
-    print(
-        f"package of domain {spec.id} (counter {counter}, {len(files)} files, unsigned): {args.out}"
-    )
+    print(f"package of {what} (counter {counter}, {len(files)} files, unsigned): {args.out}")
     return 0
 
 
@@ -146,7 +158,13 @@ def add_package_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) 
     psub = p.add_subparsers(dest="package_command", metavar="ACTION", parser_class=parser_class)
     psub.required = True
     pb = psub.add_parser("build", help="package a domain folder (unsigned)")
-    pb.add_argument("--domain-dir", metavar="DIR", required=True, help="folder with domain.toml")
+    source = pb.add_mutually_exclusive_group(required=True)
+    source.add_argument("--domain-dir", metavar="DIR", help="folder with domain.toml")
+    source.add_argument(
+        "--tre",
+        action="store_true",
+        help="the installed TRE code (tre, ipc, attestation), to be signed by root keys",
+    )
     pb.add_argument("--out", metavar="FILE", required=True, help="the package file to write")
     pb.add_argument("--counter", type=int, help="release counter (default: the time, seconds)")
     pb.add_argument("--expires-days", type=float, default=365.0, help="validity (default 365)")

@@ -208,6 +208,122 @@ async def _first_boot(story: _Story, state: Path, interval: float) -> bytes:
         return bytes(info["timestamp_key"])
 
 
+def _refusal(state: Path, envelope: bytes, files: dict[str, bytes]) -> str:
+    """The error code an install of this package is refused with ("ACCEPTED" if it is not)."""
+    try:
+        install_package(state, envelope, files, domain=UTILITY)
+    except attestation.UpdateError as exc:
+        return f"{exc.code} ({exc.message})"
+    return "ACCEPTED"
+
+
+def _post_issue_install(story: _Story, state: Path, factory_dir: Path) -> bytes | None:
+    """Offline, with the TRE stopped: the root delegates ``utility`` to its owner's new key,
+    the owner signs a package of ``domains/utility``, the device installs it (and refuses a
+    downgrade and a package signed by another owner). Returns the owner's raw public key,
+    or None if the story did not go as it should."""
+    story.title("A post-issue domain: the utility's signed package is installed after provisioning")
+    owner = Ed25519PrivateKey.generate()  # Gridco Utility's own key, never at the factory
+    raw = owner.public_key().public_bytes_raw()
+    story.line(
+        f"the TRE is stopped; Gridco Utility makes its owner key {attestation.key_id(raw)[:16]}..."
+    )
+    path = new_root(factory_dir, add_owners={UTILITY: raw})
+    root = rotate_state(state, path.read_bytes(), int(time.time()))
+    story.line(
+        f"root v{root.version}, signed by the manufacturer's root keys, delegates "
+        f"{', '.join(sorted(root.owners))}: rotated in on the device"
+    )
+
+    folder = Path(str(resources.files("domains") / UTILITY))
+    files = {rel: file.read_bytes() for rel, file in code_files(folder)}
+
+    def package(counter: int, key: Ed25519PrivateKey) -> bytes:
+        return attestation.make_package(
+            target=attestation.domain_target(UTILITY),
+            counter=counter,
+            expires=int(time.time()) + 30 * 86400,
+            files=files,
+            signers=[key],
+        )
+
+    result = install_package(state, package(UTILITY_COUNTER, owner), files, domain=UTILITY)
+    story.line(
+        f"package of domains/{UTILITY} signed by Gridco: {result['action']}, counter "
+        f"{result['counter']}, {result['files']} files, svn {result['svn']}, owner key "
+        f"{result['owner_key'][:16]}... (runs from the next boot)"
+    )
+    downgrade = _refusal(state, package(UTILITY_COUNTER - 1, owner), files)
+    story.line(f"an older release (counter {UTILITY_COUNTER - 1}), signed by Gridco: {downgrade}")
+    meter_key = attestation.load_private_key_pem(
+        (factory_dir / "owners" / "meter.key").read_bytes()
+    )
+    assert isinstance(meter_key, Ed25519PrivateKey)
+    foreign = _refusal(state, package(UTILITY_COUNTER + 1, meter_key), files)
+    story.line(f"a newer release signed with meter's owner key instead: {foreign}")
+    refused = downgrade.startswith(attestation.Rollback.code + " ") and foreign.startswith(
+        attestation.MisScoped.code + " "
+    )
+    return raw if result["counter"] == UTILITY_COUNTER and refused else None
+
+
+async def _utility_story(story: _Story, t: TRE, interval: float) -> bool:
+    """The installed utility at work: a sealed tariff, a statement signed in its keystore,
+    checked with its public key; and where it shows in the domains, policy and attestation."""
+    story.title("The utility at work: a sealed tariff, a bill signed with its own key")
+    d = t.domain(UTILITY)
+    story.line(
+        f"{d.id} ({d.owner}, svn {d.svn}) is {d.state}, booted from its package: "
+        f"{len(t.domains())} domains, {', '.join(x.id for x in t.domains())}"
+    )
+    tariff = await story.call(t, UTILITY, "tariff", TARIFF)
+    story.line(
+        f"host -> utility.tariff: {tariff['price_per_kwh']:.2f} {tariff['currency']}/kWh + "
+        f"{tariff['standing_charge']:.2f} per bill, version {tariff['version']} (a keystore "
+        "record sealed under OWNER)"
+    )
+    try:
+        await t.call(UTILITY, "tariff", {**TARIFF, "price_per_kwh": -0.25})
+        bad = "ACCEPTED"
+    except RemoteError as exc:
+        bad = f"{exc.remote_code} ({exc.remote_message})"
+    story.line(f"a negative price: refused by the domain, {bad}")
+    history: dict[str, Any] = {"readings": []}
+    with trio.move_on_after(max(5.0, interval * 20)):
+        while len(history["readings"]) < 2:
+            await trio.sleep(interval)
+            history = await t.call("meter", "history")
+    bill = await story.call(t, UTILITY, "bill", history)
+    key = await story.call(t, UTILITY, "public_key")
+    if isinstance(bill, CallError) or isinstance(key, CallError):
+        return False
+    valid = verify_ed25519(key["public"], bill["statement"], bill["signature"])
+    statement = msgpack.unpackb(bill["statement"], raw=False)
+    altered = msgpack.packb({**statement, "amount": 0.0}, use_bin_type=True)
+    forged = verify_ed25519(key["public"], altered, bill["signature"])
+    story.line(
+        f"host -> utility.bill with meter.history ({statement['readings']} readings, "
+        f"#{statement['first_sample']}..#{statement['last_sample']}): {statement['kwh']} kWh, "
+        f"{statement['amount']} {statement['currency']}"
+    )
+    story.line(
+        f"statement signature, checked with utility.public_key: "
+        f"{'verified' if valid else 'NOT verified'}; with the amount changed to 0: "
+        f"{'still valid (WRONG)' if forged else 'invalid'}"
+    )
+    decision = t.policy.evaluate("host", UTILITY, "bill")
+    story.line(f"policy: host -> utility.bill {decision.code} ({decision.reason})")
+    alias = t.alias_certificate(UTILITY)
+    attestation.verify_chain(
+        alias, [t.device_certificate], t._kernel.device.ca_cert, dt.datetime.now(dt.UTC)
+    )
+    story.line(
+        f"utility's alias certificate (measurement {t.measurement(UTILITY).hex()[:12]}...) "
+        "chains to the manufacturer CA through the DeviceID certificate"
+    )
+    return bad.startswith("BAD_TARIFF ") and valid and not forged
+
+
 @attrs.frozen
 class _DemoMid:
     """3GPP TS 35.208 test set 1 (also in shared/vectors): the MID the demo provisions."""
@@ -264,13 +380,21 @@ async def _mid_story(story: _Story, t: TRE, factory_dir: Path) -> None:
     story.counts["mid"] = int("auts" in replay and answer["res"].hex() == mid.res)
 
 
-async def _second_boot(story: _Story, state: Path, first_key: bytes, factory_dir: Path) -> None:
+async def _second_boot(
+    story: _Story,
+    state: Path,
+    first_key: bytes,
+    factory_dir: Path,
+    interval: float,
+    utility_owner: bytes | None,
+) -> None:
     async with open_tre(state=state) as t:
         story.title(f"Reboot (boot {t.device.boot_count}): keys survive, sealed to each domain")
         info = await story.call(t, "oem", "info")
         same = "the same" if info["timestamp_key"] == first_key else "a DIFFERENT"
         story.line(f"oem's timestamp key after reboot: {same} key, unsealed from its keystore")
 
+        worked = await _utility_story(story, t, interval)
         await _mid_story(story, t, factory_dir)
 
         story.title("Remote attestation: a verifier checks the device with its own nonce")
@@ -294,6 +418,15 @@ async def _second_boot(story: _Story, state: Path, first_key: bytes, factory_dir
             evidence, ca=ca, nonce=os.urandom(16), now=now, reference=reference
         )
         story.line(f"the same evidence under another nonce (a replay): {replay.status}")
+        token = result.domains.get(UTILITY, {})
+        owner_hash = attestation.owner_key_hash(utility_owner) if utility_owner else b""
+        named = "Gridco's package key" if token.get("owner_hash") == owner_hash.hex() else "?"
+        story.line(
+            f"utility's nested token: {token.get('verdict', 'missing')}, owner hash of {named}"
+        )
+        story.counts["post_issue"] = int(
+            worked and token.get("verdict") == "affirming" and named != "?"
+        )
         story.counts["verified"] = int(
             result.status == "affirming" and replay.status != "affirming"
         )
@@ -312,7 +445,7 @@ async def _second_boot(story: _Story, state: Path, first_key: bytes, factory_dir
             f"by a failing domain, {c['locked']} refused as locked, {c['other']} other errors"
         )
         for d in t.domains():
-            story.line(f"{d.id:<6} state {d.state:<8} generation {d.generation}  served {d.served}")
+            story.line(f"{d.id:<7} state {d.state:<8} generation {d.generation}  served {d.served}")
 
 
 def _audit_verification(story: _Story, state: Path) -> bool:
@@ -340,12 +473,15 @@ async def _demo(out: TextIO, interval: float) -> int:
     story = _Story(out)
     with tempfile.TemporaryDirectory(prefix="tre-demo-") as tmp:
         state = _factory_and_provision(story, Path(tmp), interval)
+        factory_dir = Path(tmp) / "factory"
         first_key = await _first_boot(story, state, interval)
-        await _second_boot(story, state, first_key, Path(tmp) / "factory")
+        owner = await trio.to_thread.run_sync(_post_issue_install, story, state, factory_dir)
+        await _second_boot(story, state, first_key, factory_dir, interval, owner)
         audited = await trio.to_thread.run_sync(_audit_verification, story, state)
     c = story.counts
     ok = c["ok"] >= 6 and c["aborted"] >= 1 and c["denied"] >= 2 and c["locked"] == 1
     ok = ok and c["other"] == 0 and c["verified"] == 1 and c["mid"] == 1 and audited
+    ok = ok and c["post_issue"] == 1
     print("\ndemo " + ("completed" if ok else "did NOT go as expected"), file=out)
     return 0 if ok else 1
 

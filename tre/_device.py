@@ -219,6 +219,19 @@ class Device:
         self.tre_state = TREState(meta["tre_state"])
         self.boot_count: int = int(meta["boot_count"])
         self.authority: bytes = meta["authority"]
+        #: the TRE's own code package, once one was installed (``tre install`` of a "tre"
+        #: package): the TRE's integrity reference instead of the manifest file
+        self.tre_counter: int = int(meta.get("tre_counter") or 0)
+        self.tre_package: bytes | None = meta.get("tre_package")
+        keys = bytes(meta.get("tre_package_keys") or b"")
+        self.tre_package_role: attestation.Role | None = (
+            attestation.Role(
+                frozenset(keys[i : i + 32] for i in range(0, len(keys), 32)),
+                int(meta.get("tre_package_threshold") or 0),
+            )
+            if keys
+            else None
+        )
         self.tre_measurement = tre_code_hash()
         self.cdis = attestation.tre_cdis(uds, self.tre_measurement, self.authority)
         self.records: dict[str, DomainRecord] = {

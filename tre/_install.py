@@ -61,7 +61,7 @@ from ._integrity import manifest_path
 from ._keystore import DomainKeys, KeyKind, SealPolicy
 from ._lifecycle import DOMAIN_LIFECYCLE, DomainLifecycle, TREState, check_move
 from ._loader import DomainSpec, load_domain_dir
-from ._measure import code_files, read_code
+from ._measure import code_files, read_code, read_tree, tre_roots
 from ._root import load_root
 from ._runlock import state_lock
 
@@ -78,9 +78,14 @@ def install_package(
     *,
     domain: str | None = None,
     now: int | None = None,
+    code_roots: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
-    """Install or update the domain a package targets (``domain``, if given, must be it)."""
-    return _run(Path(state_dir), envelope, files, domain, now, transfer=False)
+    """Install or update the domain a package targets (``domain``, if given, must be it),
+    or authorise the TRE's own code (a ``"tre"`` package; ``code_roots`` points at other
+    copies of its folders, for tests)."""
+    return _run(
+        Path(state_dir), envelope, files, domain, now, transfer=False, code_roots=code_roots
+    )
 
 
 def transfer_domain(
@@ -131,15 +136,12 @@ def remove_domain(state_dir: Path, domain: str) -> dict[str, Any]:
 # --- install, update, transfer --------------------------------------------------------------
 
 
-def _target_domain(envelope: bytes, expected: str | None) -> str:
-    target = attestation.describe_package(envelope)["target"]
-    if target == attestation.TRE_TARGET:
-        raise attestation.WrongTarget(
-            "this package targets the TRE's own code; 'tre install' installs domain packages"
-        )
-    domain_id = str(target).partition(":")[2]
+def _target_domain(envelope: bytes, expected: str | None) -> str | None:
+    """The domain a package targets (None: the TRE's own code)."""
+    target = str(attestation.describe_package(envelope)["target"])
+    domain_id = None if target == attestation.TRE_TARGET else target.partition(":")[2]
     if expected is not None and expected != domain_id:
-        raise attestation.WrongTarget(f"package targets domain {domain_id!r}, not {expected!r}")
+        raise attestation.WrongTarget(f"package targets {target!r}, not domain {expected!r}")
     return domain_id
 
 
@@ -151,15 +153,75 @@ def _run(
     now: int | None,
     *,
     transfer: bool,
+    code_roots: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
     domain_id = _target_domain(envelope, expected)
+    if domain_id is None and transfer:
+        raise attestation.WrongTarget("the TRE's own code has no owner to transfer")
     when = int(time.time()) if now is None else now
     with state_lock(state_dir, "install"):
         device = Device.open_sync(state_dir)
         try:
+            if domain_id is None:
+                return _install_tre(device, envelope, files, when, code_roots)
             return _install(device, state_dir, domain_id, envelope, files, when, transfer)
         finally:
             device.store.sync.close()
+
+
+def _install_tre(
+    device: Device,
+    envelope: bytes,
+    files: Mapping[str, bytes],
+    now: int,
+    code_roots: Mapping[str, Path] | None,
+) -> dict[str, Any]:
+    """A package of the TRE's own code (target ``"tre"``, signed by a threshold of the root
+    role). The code itself is installed by the device's software installer (pip, the OS
+    image): this *authorises* it. The package must list exactly the installed files of
+    tre, ipc and attestation, byte for byte; it then becomes the TRE's integrity reference
+    (instead of the manifest file) with its release counter, in one transaction, so older
+    code cannot boot again even with its own, genuinely signed, older package or manifest."""
+    if device.tre_state is not TREState.SECURED:
+        raise InstallRefused(f"the TRE is {device.tre_state.value}: nothing can be installed")
+    root = device.store.sync.read(load_root)
+    package = attestation.verify_package(
+        root, envelope, target=attestation.TRE_TARGET, last_counter=device.tre_counter, now=now
+    )
+    attestation.check_files(package, files)
+    try:
+        attestation.check_files(package, dict(read_tree(code_roots or tre_roots())))
+    except attestation.FileMismatch as exc:
+        raise attestation.FileMismatch(
+            f"the installed TRE code is not what the package lists: {exc.message}"
+        ) from None
+    stamp = time.time()
+    previous = device.tre_counter
+
+    def write(conn: sqlite3.Connection) -> None:
+        values = {
+            "tre_counter": package.counter,
+            "tre_package": envelope,
+            "tre_package_keys": b"".join(sorted(root.role.keys)),
+            "tre_package_threshold": root.role.threshold,
+        }
+        conn.executemany(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            values.items(),
+        )
+        _event(conn, stamp, "tre_updated", "tre", f"counter {previous} -> {package.counter}")
+
+    device.store.sync.write(write)
+    device.emit(TREEvent(stamp, "tre_updated", "tre", f"counter {package.counter}"))
+    return {
+        "domain": None,
+        "target": attestation.TRE_TARGET,
+        "action": "authorised",
+        "counter": package.counter,
+        "previous_counter": previous,
+        "files": len(package.files),
+    }
 
 
 def _install(

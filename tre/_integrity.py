@@ -206,6 +206,7 @@ class IntegrityMonitor:
         roots: Mapping[str, Path] | None = None,
         references: Mapping[str, Mapping[str, bytes]] | None = None,
         bad_references: Mapping[str, str] | None = None,
+        tre_reference: Mapping[str, bytes] | None = None,
     ) -> None:
         self.state_dir = state_dir
         #: domains installed from a package: their reference is the package's file list
@@ -213,6 +214,8 @@ class IntegrityMonitor:
         #: verified (id -> why) and always mismatch
         self._references = {k: dict(v) for k, v in (references or {}).items()}
         self._bad_references = dict(bad_references or {})
+        #: the TRE's own code package, once installed: the TRE's reference (not tre.json)
+        self._tre_reference = None if tre_reference is None else dict(tre_reference)
         self.settings = settings
         self.roots = roots
         self._tre_key = tre_key
@@ -245,7 +248,11 @@ class IntegrityMonitor:
     def check_sync(self) -> tuple[Mismatch | None, dict[str, Mismatch]]:
         tre_problem: Mismatch | None
         try:
-            expected = self._manifest(TRE_SCOPE, self._tre_key)
+            expected = (
+                self._tre_reference
+                if self._tre_reference is not None
+                else self._manifest(TRE_SCOPE, self._tre_key)
+            )
             files = read_tree(self.roots or tre_roots())
             # The same bytes give the TRE measurement that attestation evidence carries.
             self.tre_code_hash = attestation.hash_files(files)

@@ -592,9 +592,9 @@ class Keystore:
         """Store a MID credential (K and OPc, 16 bytes each) under ``label``; durable when
         this returns, and never readable back (only :meth:`aka` uses it).
 
-        K and OPc pass through the calling domain's memory once, here (the mno domain's
-        temporary ``install_plain``); :meth:`open_mid_package` opens an HPKE-bound package
-        kernel-side instead, so that the domain never sees them at all."""
+        K and OPc pass through the calling domain's memory once, here; the mno domain does
+        not use this: its MIDs arrive only as HPKE-bound packages, which
+        :meth:`open_mid_package` opens kernel-side, so that the domain never sees them."""
         policy = _policy(policy)
         for name, value in (("K", k), ("OPc", opc)):
             if not isinstance(value, bytes | bytearray) or len(value) != KEY_LEN:

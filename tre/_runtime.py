@@ -21,6 +21,8 @@ import trio
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+import attestation
+
 from ._audit import AuditLog, attach_audit_log
 from ._config import TREConfig, default_config, load_config
 from ._device import Device, EventHook
@@ -331,6 +333,20 @@ async def _check_integrity_at_boot(
     assert isinstance(ca_public, Ed25519PublicKey)
     keys = domain_verify_keys(state_dir, ca_public)
     references, bad_references = package_references(device.records)
+    tre_reference = None
+    if device.tre_package is not None:
+        try:
+            if device.tre_package_role is None:
+                raise attestation.MalformedPackage("no root role recorded with it")
+            package = attestation.installed_package(
+                device.tre_package, device.tre_package_role, attestation.TRE_TARGET
+            )
+        except attestation.UpdateError as exc:
+            message = f"the installed TRE package does not verify: {exc.message}"
+            kernel.record("integrity", "tre", f"boot: refused: {message}")
+            refused = f"integrity check failed, the TRE refuses to boot: {message}"
+            raise IntegrityError(refused) from None
+        tre_reference = {path: info.sha256 for path, info in package.files.items()}
     monitor = IntegrityMonitor(
         state_dir,
         ca_public,
@@ -339,6 +355,7 @@ async def _check_integrity_at_boot(
         code_roots,
         references,
         bad_references,
+        tre_reference,
     )
 
     async def persist(kind: str, entry: dict[str, Any]) -> None:

@@ -27,7 +27,7 @@ def read_status(state_dir: Path) -> dict[str, Any]:
                 raise StorageError(f"{db} is not a TRE database")
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             domains = conn.execute(
-                "SELECT id, owner, owner_key, svn, measurement, state, source "
+                "SELECT id, owner, owner_key, svn, measurement, state, source, counter "
                 "FROM domains ORDER BY id"
             ).fetchall()
             keys = dict(
@@ -46,6 +46,7 @@ def read_status(state_dir: Path) -> dict[str, Any]:
         "boot_count": meta.get("boot_count"),
         "device_secret_present": (Path(state_dir) / UDS_FILE).exists(),
         "root_version": stored_root(meta["root"]).version if "root" in meta else None,
+        "tre_counter": meta.get("tre_counter"),
         "domains": [
             {
                 "id": d[0],
@@ -55,6 +56,7 @@ def read_status(state_dir: Path) -> dict[str, Any]:
                 "measurement": d[4].hex(),
                 "state": d[5],
                 "source": d[6],
+                "counter": d[7],
                 "keys": keys.get(d[0], 0),
             }
             for d in domains

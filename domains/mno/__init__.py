@@ -29,9 +29,8 @@ execution of MIDs"):
   package that does not open is ``BAD_PACKAGE`` (its txid stays used).
 
 Services (host only): ``status``, ``mid_key``, ``install_package``, ``mids``, ``enable``,
-``disable``, ``delete``, ``authenticate`` and, **temporarily**, ``install_plain``, which
-takes K and OPc in the clear (tests and the demo); it is to be removed now that packages
-exist.
+``disable``, ``delete``, ``authenticate``. A MID arrives only as a package: no service takes
+K or OPc in the clear.
 
 Crash safety: install writes the key, then the record (a package's
 txid and counter are written before either); delete writes the record, then
@@ -295,32 +294,6 @@ class MnoDomain(tre.Domain):
             if inner != imsi:  # signed by the owner, but inconsistent: do not keep it
                 await self.ctx.keystore.delete(_label(inner))
                 raise tre.ServiceError("BAD_PACKAGE", "the package's IMSIs differ")
-            records = self._copy()
-            records[imsi] = {"state": MidState.INSTALLED, "sqn": sqn, "amf": amf}
-            await self._save(records)
-            return self._describe(imsi)
-
-    @tre.service
-    async def install_plain(self, caller: str, body: Any) -> dict[str, Any]:
-        """TEMPORARY (superseded by ``install_package``): ``{"imsi", "k", "opc", "sqn"?,
-        "amf"?}`` with K and OPc in the clear (bytes or hex). The MID starts ``installed``."""
-        imsi = _imsi(body)
-        k, opc = _bytes(body, "k", 16), _bytes(body, "opc", 16)
-        amf = _bytes(body, "amf", 2) if "amf" in body else bytes.fromhex("8000")
-        sqn = body.get("sqn", 0)
-        if isinstance(sqn, str):
-            sqn = int(_bytes(body, "sqn", 6).hex(), 16)
-        if isinstance(sqn, bool) or not isinstance(sqn, int) or not 0 <= sqn < 1 << 48:
-            raise tre.ServiceError("BAD_REQUEST", "sqn must be an int in 0..2**48-1")
-        async with self.lock:
-            self._check()
-            old = self.records.get(imsi)
-            if old is not None and old["state"] is not MidState.DELETED:
-                raise tre.ServiceError("MID_EXISTS", f"MID {imsi} is already installed")
-            try:
-                await self.ctx.keystore.import_milenage(_label(imsi), k, opc)
-            except tre.KeystoreError as exc:
-                raise tre.ServiceError(exc.code, exc.message) from None
             records = self._copy()
             records[imsi] = {"state": MidState.INSTALLED, "sqn": sqn, "amf": amf}
             await self._save(records)

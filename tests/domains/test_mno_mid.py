@@ -1,4 +1,9 @@
-"""MIDs stored and run in the mno domain (issue 6, section 3: lifecycle and execution)."""
+"""MIDs stored and run in the mno domain (issue 6, section 3: lifecycle and execution).
+
+Every MID arrives the only way there is: an HPKE-bound package signed by the mno owner,
+through ``mno.install_package`` (tests/mid_helpers.py). That needs owner keys, so each test
+runs on a device provisioned from a factory: real clock, bounded with ``trio.fail_after``.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 import trio
 
 import tre
-from domains.mno import MID_LIFECYCLE, MidState
+from domains.mno import MID_LIFECYCLE, MidState, MnoDomain
 from tests.domains.test_aka import make_autn, open_auts
+from tests.mid_helpers import MidIssuer
 from tests.tre.test_keystore import assert_no_secret, domain_keys, stored_secrets
 from tre._device import DB_FILE
 from tre._factory import factory_init
@@ -28,7 +35,6 @@ SERVICES = frozenset(
         "disable",
         "delete",
         "authenticate",
-        "install_plain",
         "mid_key",
         "install_package",
     }
@@ -54,15 +60,37 @@ def config() -> tre.TREConfig:
     )
 
 
+@pytest.fixture(scope="module")
+def factory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("mno") / "factory"
+    factory_init(folder, domains=("oem", "mno"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def issuer(factory: Path) -> MidIssuer:
+    return MidIssuer.from_factory(factory)
+
+
+def provisioned(tmp_path: Path, factory: Path, cfg: tre.TREConfig | None = None) -> Path:
+    state = tmp_path / "state"
+    provision(state, factory, config=config() if cfg is None else cfg)
+    return state
+
+
 @pytest.fixture
-async def t() -> AsyncIterator[tre.TRE]:
-    async with tre.open_tre(config()) as handle:
-        yield handle
+async def t(tmp_path: Path, factory: Path) -> AsyncIterator[tre.TRE]:
+    state = provisioned(tmp_path, factory)
+    with trio.fail_after(60):
+        async with tre.open_tre(state=state) as handle:
+            yield handle
 
 
-async def install(t: tre.TRE, imsi: str = IMSI, *, sqn: int = 0, enable: bool = True) -> Any:
-    body = {"imsi": imsi, "k": K, "opc": OPC, "sqn": sqn, "amf": AMF}
-    out = await t.call("mno", "install_plain", body)
+async def install(
+    t: tre.TRE, issuer: MidIssuer, imsi: str = IMSI, *, sqn: int = 0, enable: bool = True
+) -> Any:
+    """Set 1's K and OPc for ``imsi``, installed from a package (and enabled)."""
+    out = await issuer.install(t, imsi, K, OPC, sqn=sqn, amf=AMF)
     if enable:
         out = await t.call("mno", "enable", {"imsi": imsi})
     return out
@@ -89,27 +117,24 @@ async def mid(t: tre.TRE, imsi: str = IMSI) -> dict[str, Any]:
 
 @pytest.mark.parametrize("vector", VECTORS, ids=[f"set{v['set']}" for v in VECTORS])
 async def test_authenticate_gives_the_ts35208_outputs(
-    vector: dict[str, str], autojump_clock: trio.abc.Clock
+    vector: dict[str, str], t: tre.TRE, issuer: MidIssuer
 ) -> None:
     k, opc, rand, amf = _h(vector["K"]), _h(vector["OPc"]), _h(vector["RAND"]), _h(vector["AMF"])
     sqn = int(vector["SQN"], 16)
-    async with tre.open_tre(config()) as t:
-        await t.call("mno", "install_plain", {"imsi": IMSI, "k": k, "opc": opc.hex()})
-        await t.call("mno", "enable", {"imsi": IMSI})
-        autn = make_autn(k, opc, rand, sqn, amf)
-        out = await t.call("mno", "authenticate", {"imsi": IMSI, "rand": rand, "autn": autn})
-        assert out == {
-            "res": _h(vector["f2_RES"]),
-            "ck": _h(vector["f3_CK"]),
-            "ik": _h(vector["f4_IK"]),
-        }
-        assert (await mid(t))["sqn"] == sqn
+    await issuer.install(t, IMSI, k, opc, amf=amf)
+    await t.call("mno", "enable", {"imsi": IMSI})
+    autn = make_autn(k, opc, rand, sqn, amf)
+    out = await t.call("mno", "authenticate", {"imsi": IMSI, "rand": rand, "autn": autn})
+    assert out == {
+        "res": _h(vector["f2_RES"]),
+        "ck": _h(vector["f3_CK"]),
+        "ik": _h(vector["f4_IK"]),
+    }
+    assert (await mid(t))["sqn"] == sqn
 
 
-async def test_replayed_autn_gives_a_verifiable_auts(
-    t: tre.TRE, autojump_clock: trio.abc.Clock
-) -> None:
-    await install(t)
+async def test_replayed_autn_gives_a_verifiable_auts(t: tre.TRE, issuer: MidIssuer) -> None:
+    await install(t, issuer)
     assert "res" in await auth(t, SQN)
     replay = await auth(t, SQN)
     assert set(replay) == {"auts"}
@@ -121,10 +146,8 @@ async def test_replayed_autn_gives_a_verifiable_auts(
     assert (await mid(t))["sqn"] == SQN + 1
 
 
-async def test_bad_mac_is_mac_failure_and_changes_nothing(
-    t: tre.TRE, autojump_clock: trio.abc.Clock
-) -> None:
-    await install(t, sqn=7)
+async def test_bad_mac_is_mac_failure_and_changes_nothing(t: tre.TRE, issuer: MidIssuer) -> None:
+    await install(t, issuer, sqn=7)
     autn = bytearray(make_autn(K, OPC, RAND, SQN, AMF))
     autn[-1] ^= 1
     body = {"imsi": IMSI, "rand": RAND, "autn": bytes(autn)}
@@ -133,8 +156,8 @@ async def test_bad_mac_is_mac_failure_and_changes_nothing(
     assert "res" in await auth(t, SQN)  # the genuine challenge still works
 
 
-async def test_malformed_challenges_are_refused(t: tre.TRE, autojump_clock: trio.abc.Clock) -> None:
-    await install(t)
+async def test_malformed_challenges_are_refused(t: tre.TRE, issuer: MidIssuer) -> None:
+    await install(t, issuer)
     for body in [
         {"imsi": IMSI, "rand": RAND[:15], "autn": bytes(16)},
         {"imsi": IMSI, "rand": RAND, "autn": "zz"},
@@ -145,10 +168,8 @@ async def test_malformed_challenges_are_refused(t: tre.TRE, autojump_clock: trio
     assert t.domain("mno").generation == 1  # refused, not crashed
 
 
-async def test_concurrent_replays_give_one_success(
-    t: tre.TRE, autojump_clock: trio.abc.Clock
-) -> None:
-    await install(t)
+async def test_concurrent_replays_give_one_success(t: tre.TRE, issuer: MidIssuer) -> None:
+    await install(t, issuer)
     results: list[Any] = []
 
     async def one() -> None:
@@ -169,8 +190,8 @@ def test_lifecycle_table() -> None:
     assert MidState.DELETED not in MID_LIFECYCLE[MidState.ENABLED]  # disable first
 
 
-async def test_lifecycle_moves_and_status(t: tre.TRE, autojump_clock: trio.abc.Clock) -> None:
-    installed = await install(t, enable=False)
+async def test_lifecycle_moves_and_status(t: tre.TRE, issuer: MidIssuer) -> None:
+    installed = await install(t, issuer, enable=False)
     assert installed == {"label": f"mid.{IMSI}", "imsi": IMSI, "state": "installed", "sqn": 0}
     assert await error_code(auth(t, SQN)) == "MID_NOT_ENABLED"
     assert (await t.call("mno", "enable", {"imsi": IMSI}))["state"] == "enabled"
@@ -186,30 +207,34 @@ async def test_lifecycle_moves_and_status(t: tre.TRE, autojump_clock: trio.abc.C
     assert "res" in await auth(t, SQN)
 
 
-async def test_a_second_enable_is_refused(t: tre.TRE, autojump_clock: trio.abc.Clock) -> None:
-    await install(t)
-    await install(t, IMSI2, enable=False)
+async def test_a_second_enable_is_refused(t: tre.TRE, issuer: MidIssuer) -> None:
+    await install(t, issuer)
+    await install(t, issuer, IMSI2, enable=False)
     assert await error_code(t.call("mno", "enable", {"imsi": IMSI2})) == "ENABLED_LIMIT"
     assert (await mid(t, IMSI2))["state"] == "installed"
     await t.call("mno", "disable", {"imsi": IMSI})
     assert (await t.call("mno", "enable", {"imsi": IMSI2}))["state"] == "enabled"
 
 
-async def test_the_settings_may_allow_more_enabled(autojump_clock: trio.abc.Clock) -> None:
+async def test_the_settings_may_allow_more_enabled(
+    tmp_path: Path, factory: Path, issuer: MidIssuer
+) -> None:
     cfg = tre.TREConfig(
         name="mno-test",
         enable=("oem", "mno"),
         host=tre.HostPolicy(calls={"mno": SERVICES}),
         settings={"mno": {"max_enabled": 2}},
     )
-    async with tre.open_tre(cfg) as t:
-        await install(t)
-        await install(t, IMSI2)
-        assert [m["state"] for m in await t.call("mno", "mids")] == ["enabled", "enabled"]
+    state = provisioned(tmp_path, factory, cfg)
+    with trio.fail_after(60):
+        async with tre.open_tre(state=state) as t:
+            await install(t, issuer)
+            await install(t, issuer, IMSI2)
+            assert [m["state"] for m in await t.call("mno", "mids")] == ["enabled", "enabled"]
 
 
-async def test_delete_crypto_erases(t: tre.TRE, autojump_clock: trio.abc.Clock) -> None:
-    await install(t)
+async def test_delete_crypto_erases(t: tre.TRE, issuer: MidIssuer) -> None:
+    await install(t, issuer)
     assert "res" in await auth(t, SQN)
     await t.call("mno", "disable", {"imsi": IMSI})
     assert (await t.call("mno", "delete", {"imsi": IMSI}))["state"] == "deleted"
@@ -218,32 +243,107 @@ async def test_delete_crypto_erases(t: tre.TRE, autojump_clock: trio.abc.Clock) 
     assert f"mid.{IMSI}" not in stored_secrets(domain_keys(t, "mno"))  # the row is gone
     assert (await mid(t))["state"] == "deleted"
     # the IMSI may be installed again, as a new MID
-    again = await install(t)
+    again = await install(t, issuer)
     assert (again["state"], again["sqn"]) == ("enabled", 0)
     assert "res" in await auth(t, SQN)
 
 
-async def test_install_refusals(t: tre.TRE, autojump_clock: trio.abc.Clock) -> None:
-    await install(t, enable=False)
-    body = {"imsi": IMSI, "k": K, "opc": OPC}
-    assert await error_code(t.call("mno", "install_plain", body)) == "MID_EXISTS"
-    for bad in [
-        {"imsi": IMSI2, "k": K[:15], "opc": OPC},
-        {"imsi": IMSI2, "k": K, "opc": OPC, "sqn": -1},
-        {"imsi": IMSI2, "k": K, "opc": OPC, "amf": b"\x00"},
-        {"imsi": "1234", "k": K, "opc": OPC},
-    ]:
-        assert await error_code(t.call("mno", "install_plain", bad)) == "BAD_REQUEST"
+def mid_labels(t: tre.TRE) -> list[str]:
+    return sorted(label for label in domain_keys(t, "mno").entries if label.startswith("mid."))
+
+
+async def test_install_refusals(t: tre.TRE, issuer: MidIssuer) -> None:
+    """Owner-signed, device-bound packages that must still be refused: each with a typed
+    error, and none leaves a MID or a key behind."""
+    await install(t, issuer, enable=False)
+    key = await t.call("mno", "mid_key")
+
+    async def refused(package: bytes) -> str:
+        return await error_code(t.call("mno", "install_package", {"package": package}))
+
+    # a second package for an installed IMSI (a fresh txid and the next counter)
+    assert await refused(issuer.package(key, IMSI, K, OPC)) == "MID_EXISTS"
+    # the signed header's IMSI is checked before the package is opened
+    assert await refused(issuer.package(key, "1234", K, OPC)) == "BAD_REQUEST"
+    assert await refused(issuer.package(key, IMSI2, K, OPC, header={"imsi": "12ab"})) == (
+        "BAD_REQUEST"
+    )
+    # what is sealed inside is checked by the keystore as it opens the package
+    bad_contents: list[dict[str, Any]] = [
+        {"k": K[:15]},
+        {"opc": OPC + b"\x00"},
+        {"k": K.hex()},
+        {"sqn": -1},
+        {"sqn": 1 << 48},
+        {"sqn": True},
+        {"amf": b"\x00"},
+        {"imsi": "1234"},
+        {"imsi": "001010000000003"},  # a well-formed IMSI, but not the header's
+    ]
+    for sealed in bad_contents:
+        package = issuer.package(key, IMSI2, K, OPC, sealed=sealed)
+        assert await refused(package) == "BAD_PACKAGE", sealed
     assert [m["imsi"] for m in await t.call("mno", "mids")] == [IMSI]
+    assert mid_labels(t) == [f"mid.{IMSI}"]  # the mismatched IMSI's key was not kept
+    # IMSI2 was never taken: a good package for it installs
+    assert (await install(t, issuer, IMSI2, enable=False))["state"] == "installed"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ("not a map", "BAD_REQUEST"),
+        ({}, "BAD_REQUEST"),
+        ({"package": None}, "BAD_REQUEST"),
+        ({"package": "c1"}, "BAD_REQUEST"),  # bytes only, not hex
+        ({"package": b""}, "BAD_PACKAGE"),
+        ({"package": b"\xc1"}, "BAD_PACKAGE"),  # not msgpack
+        ({"package": msgpack.packb([1, 2, 3, 4])}, "BAD_PACKAGE"),  # not a map
+        ({"package": msgpack.packb({"header": b"", "enc": b"", "ct": b""})}, "BAD_PACKAGE"),
+        (
+            {"package": msgpack.packb({"header": "h", "enc": b"", "ct": b"", "sig": b""})},
+            "BAD_PACKAGE",
+        ),
+        (
+            {"package": msgpack.packb({"header": b"", "enc": b"", "ct": b"", "sig": bytes(64)})},
+            "WRONG_ISSUER",
+        ),
+    ],
+)
+async def test_malformed_package_bodies_are_refused(t: tre.TRE, body: Any, code: str) -> None:
+    assert await error_code(t.call("mno", "install_package", body)) == code
+    assert await t.call("mno", "mids") == []
+    assert mid_labels(t) == []
+
+
+async def test_install_plain_is_gone(autojump_clock: trio.abc.Clock) -> None:
+    """No service takes K and OPc in the clear: even a host that grants itself the old
+    ``install_plain`` finds that mno offers no such service."""
+    assert not hasattr(MnoDomain, "install_plain")
+    cfg = tre.TREConfig(
+        name="mno-test",
+        enable=("oem", "mno"),
+        host=tre.HostPolicy(calls={"mno": SERVICES | {"install_plain"}}),
+    )
+    async with tre.open_tre(cfg) as t:
+        body = {"imsi": IMSI, "k": K, "opc": OPC, "sqn": 0, "amf": AMF}
+        with pytest.raises(tre.NoSuchMethod):
+            await t.call("mno", "install_plain", body)
+        assert await t.call("mno", "mids") == []
 
 
 # --- secrets ---------------------------------------------------------------------------------
 
 
 async def test_k_and_opc_never_leave(
-    t: tre.TRE, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+    t: tre.TRE, issuer: MidIssuer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    outputs = [await install(t, enable=False), await t.call("mno", "enable", {"imsi": IMSI})]
+    package = issuer.package(await t.call("mno", "mid_key"), IMSI, K, OPC, amf=AMF)
+    assert_no_secret(package.hex(), [K, OPC], "a MID package")  # HPKE-sealed on the way in
+    for value in (K, OPC):
+        assert value not in package
+    outputs = [await t.call("mno", "install_package", {"package": package})]
+    outputs += [await t.call("mno", "enable", {"imsi": IMSI})]
     outputs += [await auth(t, SQN), await auth(t, SQN), await t.call("mno", "status")]
     outputs += [await t.call("mno", "mids")]
     keys = domain_keys(t, "mno")
@@ -258,19 +358,13 @@ async def test_k_and_opc_never_leave(
 # --- durability ------------------------------------------------------------------------------
 
 
-def provisioned(tmp_path: Path) -> Path:
-    factory = tmp_path / "factory"
-    factory_init(factory, domains=("oem", "mno"))
-    state = tmp_path / "state"
-    provision(state, factory, config=config())
-    return state
-
-
-async def test_sqn_and_state_survive_a_reboot(tmp_path: Path) -> None:
-    state = provisioned(tmp_path)
+async def test_sqn_and_state_survive_a_reboot(
+    tmp_path: Path, factory: Path, issuer: MidIssuer
+) -> None:
+    state = provisioned(tmp_path, factory)
     with trio.fail_after(60):
         async with tre.open_tre(state=state) as t:
-            await install(t)
+            await install(t, issuer)
             assert "res" in await auth(t, SQN)
         async with tre.open_tre(state=state) as t:
             found = await mid(t)
@@ -284,13 +378,15 @@ async def test_sqn_and_state_survive_a_reboot(tmp_path: Path) -> None:
             assert await error_code(auth(t, SQN + 2)) == "MID_NOT_ENABLED"
 
 
-async def test_an_old_record_put_back_is_not_used(tmp_path: Path) -> None:
+async def test_an_old_record_put_back_is_not_used(
+    tmp_path: Path, factory: Path, issuer: MidIssuer
+) -> None:
     """Splicing back an older copy of the MID record (a lower SQN, to replay a challenge)
     fails the key index: the record is unavailable, not believed."""
-    state = provisioned(tmp_path)
+    state = provisioned(tmp_path, factory)
     with trio.fail_after(60):
         async with tre.open_tre(state=state) as t:
-            await install(t)
+            await install(t, issuer)
         db = state / DB_FILE
         with sqlite3.connect(db) as conn:
             old = conn.execute(

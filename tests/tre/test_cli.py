@@ -134,6 +134,32 @@ def test_demo_tells_the_whole_story(capsys):
     assert out.rstrip().endswith("demo completed")
 
 
+def test_demo_installs_a_post_issue_domain_that_then_does_real_work(capsys):
+    code, out, _ = run(capsys, "demo", "--interval", "0.02")
+    assert code == 0, out
+    assert "(granted to the host at provisioning, not installed yet): NO_SUCH_DOMAIN" in out
+    step = out.split("A post-issue domain: the utility's signed package is installed after")[1]
+    assert "delegates meter, mno, oem, utility, vault: rotated in on the device" in step
+    assert "signed by Gridco: installed, counter 2, 2 files, svn 1, owner key " in step
+    assert "an older release (counter 1), signed by Gridco: UPDATE_ROLLBACK" in step
+    assert "a newer release signed with meter's owner key instead: UPDATE_MIS_SCOPED" in step
+    work = step.split("The utility at work")[1]
+    assert "utility (Gridco Utility, svn 1) is running, booted from its package" in work
+    assert "host -> utility.tariff: 0.25 EUR/kWh" in work
+    assert "a negative price: refused by the domain, BAD_TARIFF" in work
+    assert "host -> utility.bill with meter.history" in work
+    assert "checked with utility.public_key: verified; with the amount changed to 0: invalid" in (
+        work
+    )
+    assert "policy: host -> utility.bill OK" in work
+    assert "utility's alias certificate" in work
+    assert "chains to the manufacturer CA" in work
+    assert "5 nested domain tokens): affirming" in out
+    assert "utility's nested token: affirming, owner hash of Gridco's package key" in out
+    assert "0 other errors" in out
+    assert out.rstrip().endswith("demo completed")
+
+
 def test_console_script_runs_as_a_module():
     proc = subprocess.run(
         [sys.executable, "-m", "tre", "--version"], capture_output=True, text=True, timeout=60

@@ -122,7 +122,7 @@ def test_default_config() -> None:
             }
         ),
     }
-    assert "install_plain" not in cfg.host.calls["mno"]  # temporary, tests only
+    assert "install_plain" not in cfg.host.calls["mno"]  # removed: MIDs come only as packages
     assert "vault" not in cfg.host.calls
     assert tre.default_config() == cfg  # a fresh, equal value each time
 

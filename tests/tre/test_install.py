@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import attestation
 import domains.oem
 import tre
-from tests.device_helpers import db_rows
+from tests.device_helpers import acli, db_rows
 from tests.install_helpers import LEDGER, Site, ledger_files
 from tre._install import install_package
 from tre._measure import code_files
@@ -163,7 +163,8 @@ def test_a_foreign_owners_package_is_refused(site: Site):
 def test_packages_for_undelegated_domains_and_the_tre_are_refused(site: Site):
     files = ledger_files(1, domain_id="ghost")
     _refused(site, attestation.WrongTarget, *site.package(1, files, target="domain:ghost"))
-    _refused(site, attestation.WrongTarget, *site.package(1, target="tre"))
+    # The TRE's own code needs the root role: a domain owner's signature is mis-scoped.
+    _refused(site, attestation.MisScoped, *site.package(1, target="tre"))
 
 
 def test_expired_tampered_and_mismatched_packages_are_refused(site: Site):
@@ -313,3 +314,27 @@ async def test_transfer_needs_both_owners_and_gives_a_new_owner_secret(site: Sit
 def test_transfer_of_a_domain_that_is_not_installed_is_refused(site: Site):
     with pytest.raises(tre.InstallRefused):
         site.transfer(*site.package(1))
+
+
+async def test_installs_removals_and_transfers_reach_the_audit_log(
+    site: Site, capsys: pytest.CaptureFixture[str]
+):
+    site.install(1)
+    site.install(2)
+    new_owner = Ed25519PrivateKey.generate()
+    site.delegate(LEDGER, new_owner)
+    site.transfer(*site.package(3, signers=[site.owner, new_owner]))
+    site.remove()
+    async with site.boot():
+        pass
+    kinds = [k for (k,) in db_rows(site.state, "SELECT kind FROM audit_entries ORDER BY seq")]
+    for kind in (
+        "root_rotated",
+        "domain_installed",
+        "domain_updated",
+        "domain_transferred",
+        "domain_removed",
+    ):
+        assert kind in kinds
+    code, _, err = await acli(capsys, "audit", "verify", "--state", site.state)
+    assert code == 0, err
