@@ -37,6 +37,7 @@ import attestation
 
 from ._config import TREConfig, load_config
 from ._counter import MonotonicCounter
+from ._counters import COUNTER_DIR, CounterBank
 from ._errors import StorageError, Terminated
 from ._factory import CA_NAME
 from ._keyindex import KeyIndex
@@ -213,6 +214,11 @@ class Device:
         #: the store's commit hook too (one object: it carries a transaction's pending state)
         self.key_index = index
         self._device_key: Ed25519PrivateKey = attestation.device_id_key(uds)
+        #: the domains' replay-protected counters (tre/_counters.py)
+        self.counters = CounterBank(
+            None if state_dir is None else Path(state_dir) / COUNTER_DIR,
+            attestation.derive_key(uds, "domain-counters").reveal(),
+        )
         meta = store.read(lambda c: dict(c.execute("SELECT key, value FROM meta").fetchall()))
         self.ueid: bytes = meta["ueid"]
         self.imei: str = meta.get("imei") or ""
@@ -353,6 +359,7 @@ class Device:
 
     async def close(self) -> None:
         await self.store.call(self.store.sync.close)
+        self.counters.close()
 
     # --- events and lifecycle -------------------------------------------------------------------
 
@@ -496,6 +503,7 @@ class Device:
             owner_key=record.owner_key if record else b"",
             ueid=self.ueid,
             epoch=record.epoch if record else b"",
+            counters=self.counters,
         )
 
 

@@ -125,6 +125,7 @@ def remove_domain(state_dir: Path, domain: str) -> dict[str, Any]:
 
             erased = device.store.sync.write(write)
             _truncate_wal(device)
+            device.counters.erase_domain(domain)  # (they no longer verify: a new epoch)
             device.emit(TREEvent(stamp, "domain_removed", domain, f"{erased} keys erased"))
         finally:
             device.store.sync.close()
@@ -311,6 +312,7 @@ def _install(
             shutil.rmtree(final, ignore_errors=True)
     if fresh:
         _truncate_wal(device)
+        device.counters.erase_domain(domain_id)  # (they no longer verify: a new epoch)
     if record is not None and record.source != new_record.source:
         old_folder = package_folder(state_dir, record.source)
         if old_folder is not None:

@@ -26,8 +26,13 @@ Two kinds of row are not generated:
 - ``record``: a small blob of the domain's own state (:meth:`Keystore.put_record`,
   :meth:`Keystore.record`), sealed and indexed like a key row, and *replaced* in one
   transaction. Because every row is in the authenticated key index (tre/_keyindex.py), an
-  older copy of a record spliced back is refused like an older key: the mno domain keeps
-  each MID's highest SQN in one, so a rolled-back SQN cannot re-open a replayed AUTN.
+  older copy of a record spliced back is refused like an older key (the mno domain keeps
+  its MID records in one).
+
+Besides rows, a domain has replay-protected **counters** (:meth:`Keystore.advance_counter`,
+tre/_counters.py): values that only go up, each raised with one durable write of its own
+authenticated record and no transaction. The mno domain keeps each MID's highest accepted
+SQN in one, so a rolled-back SQN cannot re-open a replayed AUTN.
 
 A MID arrives in an HPKE-bound package (tre/_midpackage.py): :meth:`Keystore.open_mid_package`
 opens it with a held ``x25519`` key and imports K || OPc as a ``milenage`` key in the same
@@ -58,6 +63,7 @@ import attestation
 from ipc import TREError
 
 from ._aka import Result, authenticate_with
+from ._counters import CounterBank
 from ._keyindex import ROW_COLUMNS, KeyIndex
 from ._midpackage import hpke_open, unpack
 from ._milenage import KEY_LEN, Milenage
@@ -68,6 +74,7 @@ if TYPE_CHECKING:
     from ._integrity import IntegrityMonitor
 
 __all__ = [
+    "MAX_COUNTERS",
     "MAX_RECORD",
     "BadMidPackage",
     "DomainKeys",
@@ -83,6 +90,7 @@ __all__ = [
     "SealPolicy",
     "UnsealError",
     "WrongKeyKind",
+    "load_counters",
     "load_keys",
     "verify_ed25519",
 ]
@@ -106,6 +114,8 @@ class KeyKind(enum.Enum):
 GENERATED_KINDS = frozenset({KeyKind.ED25519, KeyKind.X25519, KeyKind.AEAD, KeyKind.HMAC})
 #: The largest record :meth:`Keystore.put_record` takes (bytes).
 MAX_RECORD = 4096
+#: Most replay-protected counters per domain (:meth:`Keystore.advance_counter`).
+MAX_COUNTERS = 32
 
 
 class SealPolicy(enum.Enum):
@@ -226,6 +236,7 @@ class DomainKeys:
         owner_key: bytes = b"",
         ueid: bytes = b"",
         epoch: bytes = b"",
+        counters: CounterBank | None = None,
     ) -> None:
         self.domain_id = domain_id
         #: the domain owner's raw Ed25519 public key (b"" when unsigned) and the device's
@@ -248,6 +259,9 @@ class DomainKeys:
         #: the install epoch: every storage and sealing key of the domain depends on it, so
         #: replacing it (remove, transfer) crypto-erases what was sealed before
         self._epoch = epoch
+        #: replay-protected counters (tre/_counters.py) and their values, loaded at boot
+        self.counters = counters
+        self.counter_values: dict[str, int | None] = {}  # None: does not verify
         # The measurement (hashing the domain's code) and the CDIs are made on first use:
         # a domain that never touches its keystore costs nothing at boot.
         self._measure = measure
@@ -393,6 +407,16 @@ async def load_keys(store: AsyncStore, index: KeyIndex, domains: list[DomainKeys
     for domain_id, rows in grouped.items():
         if domain_id in by_id:
             by_id[domain_id].load(rows)
+
+
+async def load_counters(store: AsyncStore, domains: list[DomainKeys]) -> None:
+    """Read every domain's replay-protected counters once (at boot), in one thread hop."""
+
+    def read() -> list[dict[str, int | None]]:
+        return [k.counters.load(k.domain_id, k._epoch) if k.counters else {} for k in domains]
+
+    for keys, values in zip(domains, await store.call(read), strict=True):
+        keys.counter_values = values
 
 
 class Keystore:
@@ -633,6 +657,57 @@ class Keystore:
             raise BadMidPackage("the MID package does not open on this device") from None
         await self._store(_MID_PREFIX + imsi, KeyKind.MILENAGE, policy, k + opc)
         return imsi, sqn, amf
+
+    # --- replay-protected counters (tre/_counters.py) ----------------------------------------
+
+    def counter(self, label: str) -> int:
+        """The value of the replay-protected counter ``label`` (0 if never advanced).
+        :class:`KeyUnavailable` if its record does not verify (altered or copied)."""
+        value = self._usable().counter_values.get(label, 0)
+        if value is None:
+            raise KeyUnavailable(f"counter {label!r} does not verify")
+        return value
+
+    def counters(self) -> dict[str, int | None]:
+        """Every counter of the domain: label -> value (None: its record does not verify)."""
+        return dict(self._usable().counter_values)
+
+    async def advance_counter(self, label: str, value: int) -> int:
+        """Raise the counter ``label`` to ``value``, durably (one in-place write and fsync
+        of an authenticated record, no database transaction): when this returns, the
+        counter can never be seen below ``value`` again. A lower or equal value changes
+        nothing. Returns the counter's value. At most :data:`MAX_COUNTERS` per domain."""
+        keys = self._usable()
+        if not isinstance(label, str) or not LABEL_RE.fullmatch(label):
+            raise KeystoreError(f"a counter label must match {LABEL_RE.pattern}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 63:
+            raise KeystoreError("a counter value is an int in 0..2**63-1")
+        if label in keys.counter_values and keys.counter_values[label] is None:
+            raise KeyUnavailable(f"counter {label!r} does not verify: delete it first")
+        current = keys.counter_values.get(label)
+        if current is None and len(keys.counter_values) >= MAX_COUNTERS:
+            raise KeyQuotaExceeded(f"{keys.domain_id!r} may hold at most {MAX_COUNTERS} counters")
+        if current is not None and value <= current:
+            return current
+        bank = keys.counters
+        if bank is not None:
+            await keys.store.call(bank.advance, keys.domain_id, keys._epoch, label, value)
+        if keys.locked:  # locked while the write was finishing
+            raise KeystoreLocked(f"the keystore of {keys.domain_id!r} is locked")
+        value = max(current or 0, value)
+        keys.counter_values[label] = value
+        return value
+
+    async def delete_counter(self, label: str) -> None:
+        """Forget the counter ``label`` for good: it starts again from 0. (The domain's own
+        decision, e.g. mno deleting a MID; nothing outside the domain can do it.)"""
+        keys = self._usable()
+        if label not in keys.counter_values:
+            raise NoSuchKey(f"no counter {label!r}")
+        bank = keys.counters
+        if bank is not None:
+            await keys.store.call(bank.delete, keys.domain_id, label)
+        keys.counter_values.pop(label, None)
 
     async def put_record(
         self, label: str, data: bytes, *, policy: SealPolicy | str = SealPolicy.OWNER

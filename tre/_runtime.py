@@ -33,7 +33,7 @@ from ._installed import device_specs, package_references
 from ._integrity import IntegrityError, IntegrityMonitor, IntegritySettings
 from ._integrity_seal import domain_verify_keys
 from ._kernel import Kernel
-from ._keystore import load_keys
+from ._keystore import load_counters, load_keys
 from ._lifecycle import DomainLifecycle, DomainState, TREState
 from ._loader import DomainSpec, resolve
 from ._policy import Policy
@@ -404,9 +404,9 @@ def _locked_at_boot(device: Device, domain_id: str) -> bool:
 async def _prepare_keys(kernel: Kernel, device: Device) -> None:
     for rt in kernel.domains.values():
         rt.keys = device.domain_keys(rt.spec)
-    await load_keys(
-        device.store, device.key_index, [rt.keys for rt in kernel.domains.values() if rt.keys]
-    )
+    keys = [rt.keys for rt in kernel.domains.values() if rt.keys]
+    await load_keys(device.store, device.key_index, keys)
+    await load_counters(device.store, keys)
 
 
 async def _watch_lifecycle(kernel: Kernel, device: Device, every: float) -> None:

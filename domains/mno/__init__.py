@@ -6,11 +6,13 @@ execution of MIDs"):
 - **Storage.** Each MID's K and OPc are one ``milenage`` key of mno's keystore, labelled
   ``mid.<IMSI>``: sealed like every key row, and never given back by any call (the keystore
   only *runs* it, :meth:`tre.Keystore.aka`). The MID records -- IMSI, lifecycle state,
-  highest accepted SQN, AMF -- are one sealed keystore record, ``mno.mids``, which the key
-  index protects against an older copy being put back (an old SQN would re-open replayed
-  challenges).
+  AMF -- are one sealed keystore record, ``mno.mids``, which the key index protects
+  against an older copy being put back. Each MID's highest accepted SQN is a
+  replay-protected counter of the keystore, ``sqn.<IMSI>`` (:meth:`tre.Keystore.
+  advance_counter`, the RPMB stand-in): it never goes back, so a replayed challenge is
+  never fresh again, and raising it is one durable write, as on a USIM.
 - **Execution.** ``authenticate`` runs MILENAGE and the card side of UMTS AKA in the
-  keystore; on success the new highest SQN is written durably *before* RES, CK and IK are
+  keystore; on success the SQN counter is raised durably *before* RES, CK and IK are
   returned. A stale SQN answers AUTS; a wrong MAC is the error ``MAC_FAILURE``.
 - **Lifecycle** (:data:`MID_LIFECYCLE`, GSMA eUICC profile states): installed -> enabled
   <-> disabled -> deleted (an installed MID may also be deleted straight away). At most
@@ -32,10 +34,10 @@ Services (host only): ``status``, ``mid_key``, ``install_package``, ``mids``, ``
 ``disable``, ``delete``, ``authenticate``. A MID arrives only as a package: no service takes
 K or OPc in the clear.
 
-Crash safety: install writes the key, then the record (a package's
-txid and counter are written before either); delete writes the record, then
-erases the key. At set-up a ``mid.*`` key that no live record names is erased, so a crash
-between the two writes leaves either a whole MID or none.
+Crash safety: install writes the key, then the SQN counter, then the record (a package's
+txid and counter are written before any); delete writes the record, then erases the key
+and the counter. At set-up a ``mid.*`` key or ``sqn.*`` counter that no live record names
+is erased, so a crash between the writes leaves either a whole MID or none.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ HPKE_LABEL = "mid-hpke"
 #: how many package txids the record remembers (older ones are below the counter anyway)
 TXID_MEMORY = 32
 KEY_PREFIX = "mid."
+#: each MID's highest accepted SQN: a replay-protected keystore counter
+SQN_PREFIX = "sqn."
 IMSI_RE = re.compile(r"[0-9]{6,15}")
 
 
@@ -83,6 +87,10 @@ LIVE = frozenset({MidState.INSTALLED, MidState.ENABLED, MidState.DISABLED})
 
 def _label(imsi: str) -> str:
     return KEY_PREFIX + imsi
+
+
+def _sqn_label(imsi: str) -> str:
+    return SQN_PREFIX + imsi
 
 
 def _bytes(body: dict[str, Any], name: str, size: int) -> bytes:
@@ -114,7 +122,7 @@ class MnoDomain(tre.Domain):
         super().__init__(ctx)
         self.platform: dict[str, Any] = {}
         self.timestamp_probe = "not tried"
-        #: IMSI -> {"state": MidState, "sqn": int, "amf": bytes}; mirrors ``mno.mids``
+        #: IMSI -> {"state": MidState, "amf": bytes}; mirrors ``mno.mids``
         self.records: dict[str, dict[str, Any]] = {}
         #: package replay protection: the last txids accepted and the highest counter
         self.txids: list[bytes] = []
@@ -156,16 +164,20 @@ class MnoDomain(tre.Domain):
                 self.ctx.log.error("%s", self.broken)
                 return
             self.records = {
-                imsi: {"state": MidState(state), "sqn": sqn, "amf": amf}
-                for imsi, (state, sqn, amf) in raw["mids"].items()
+                imsi: {"state": MidState(state), "amf": amf}
+                for imsi, (state, amf) in raw["mids"].items()
             }
             self.txids = list(raw.get("txids", []))
             self.counter = raw.get("counter", -1)
-        live = {_label(i) for i, r in self.records.items() if r["state"] in LIVE}
+        live = {i for i, r in self.records.items() if r["state"] in LIVE}
         for label in sorted(labels):
-            if label.startswith(KEY_PREFIX) and label not in live:  # a crash mid-change
-                self.ctx.log.warning("erasing %s: no live MID names it", label)
+            if label.startswith(KEY_PREFIX) and label[len(KEY_PREFIX) :] not in live:
+                self.ctx.log.warning("erasing %s: no live MID names it", label)  # a crash
                 await ks.delete(label)
+        for label in sorted(ks.counters()):
+            if label.startswith(SQN_PREFIX) and label[len(SQN_PREFIX) :] not in live:
+                self.ctx.log.warning("erasing counter %s: no live MID names it", label)
+                await ks.delete_counter(label)
 
     async def _save(
         self,
@@ -177,9 +189,9 @@ class MnoDomain(tre.Domain):
         adopt them (a failed write changes nothing)."""
         txids = self.txids if txids is None else txids
         counter = self.counter if counter is None else counter
-        raw = {i: [r["state"].value, r["sqn"], r["amf"]] for i, r in records.items()}
+        raw = {i: [r["state"].value, r["amf"]] for i, r in records.items()}
         data = msgpack.packb(
-            {"v": 1, "mids": raw, "txids": txids, "counter": counter}, use_bin_type=True
+            {"v": 2, "mids": raw, "txids": txids, "counter": counter}, use_bin_type=True
         )
         await self.ctx.keystore.put_record(RECORD_LABEL, data)
         self.records, self.txids, self.counter = records, txids, counter
@@ -217,7 +229,13 @@ class MnoDomain(tre.Domain):
 
     def _describe(self, imsi: str) -> dict[str, Any]:
         r = self.records[imsi]
-        return {"label": _label(imsi), "imsi": imsi, "state": r["state"].value, "sqn": r["sqn"]}
+        sqn: int | None = 0
+        if r["state"] in LIVE:
+            try:
+                sqn = self.ctx.keystore.counter(_sqn_label(imsi))
+            except tre.KeystoreError:  # its counter does not verify: authenticate refuses
+                sqn = None
+        return {"label": _label(imsi), "imsi": imsi, "state": r["state"].value, "sqn": sqn}
 
     def _list(self) -> list[dict[str, Any]]:
         return [self._describe(imsi) for imsi in sorted(self.records)]
@@ -294,8 +312,13 @@ class MnoDomain(tre.Domain):
             if inner != imsi:  # signed by the owner, but inconsistent: do not keep it
                 await self.ctx.keystore.delete(_label(inner))
                 raise tre.ServiceError("BAD_PACKAGE", "the package's IMSIs differ")
+            try:
+                await self.ctx.keystore.advance_counter(_sqn_label(imsi), sqn)
+            except tre.KeystoreError as exc:
+                await self.ctx.keystore.delete(_label(imsi))
+                raise tre.ServiceError(exc.code, exc.message) from None
             records = self._copy()
-            records[imsi] = {"state": MidState.INSTALLED, "sqn": sqn, "amf": amf}
+            records[imsi] = {"state": MidState.INSTALLED, "amf": amf}
             await self._save(records)
             return self._describe(imsi)
 
@@ -318,6 +341,8 @@ class MnoDomain(tre.Domain):
             described = await self._move(imsi, MidState.DELETED)
             with contextlib.suppress(tre.NoSuchKey):  # already erased
                 await self.ctx.keystore.delete(_label(imsi))
+            with contextlib.suppress(tre.NoSuchKey):
+                await self.ctx.keystore.delete_counter(_sqn_label(imsi))
             return described
 
     @tre.service
@@ -330,8 +355,9 @@ class MnoDomain(tre.Domain):
             record = self._live(imsi)
             if record["state"] is not MidState.ENABLED:
                 raise tre.ServiceError("MID_NOT_ENABLED", f"MID {imsi} is {record['state'].value}")
+            ks = self.ctx.keystore
             try:
-                result = self.ctx.keystore.aka(_label(imsi), rand, autn, record["sqn"])
+                result = ks.aka(_label(imsi), rand, autn, ks.counter(_sqn_label(imsi)))
             except MacFailure:
                 raise tre.ServiceError("MAC_FAILURE", "AUTN MAC verification failed") from None
             except tre.KeystoreError as exc:
@@ -339,7 +365,6 @@ class MnoDomain(tre.Domain):
             if isinstance(result, Resync):
                 return {"auts": result.auts}
             assert isinstance(result, Success)
-            records = self._copy()
-            records[imsi]["sqn"] = result.sqn
-            await self._save(records)  # durable before RES, CK and IK leave the domain
+            # durable before RES, CK and IK leave the domain
+            await ks.advance_counter(_sqn_label(imsi), result.sqn)
             return {"res": result.res, "ck": result.ck, "ik": result.ik}

@@ -381,8 +381,8 @@ async def test_sqn_and_state_survive_a_reboot(
 async def test_an_old_record_put_back_is_not_used(
     tmp_path: Path, factory: Path, issuer: MidIssuer
 ) -> None:
-    """Splicing back an older copy of the MID record (a lower SQN, to replay a challenge)
-    fails the key index: the record is unavailable, not believed."""
+    """Splicing back an older copy of the MID record (a disabled MID enabled again, a
+    deleted one back) fails the key index: the record is unavailable, not believed."""
     state = provisioned(tmp_path, factory)
     with trio.fail_after(60):
         async with tre.open_tre(state=state) as t:
@@ -394,6 +394,7 @@ async def test_an_old_record_put_back_is_not_used(
             ).fetchone()
         async with tre.open_tre(state=state) as t:
             assert "res" in await auth(t, SQN)
+            await t.call("mno", "disable", {"imsi": IMSI})  # the record changes
         with sqlite3.connect(db) as conn:
             conn.execute("DELETE FROM keys WHERE domain = 'mno' AND label = 'mno.mids'")
             conn.execute(f"INSERT INTO keys VALUES ({', '.join('?' * len(old))})", old)

@@ -736,6 +736,10 @@ def _values(value: Any) -> Iterator[Any]:
     elif isinstance(value, list | tuple):
         for v in value:
             yield from _values(v)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _values(k)
+            yield from _values(v)
     elif isinstance(value, Success):
         yield from (value.res, value.ck, value.ik, value.sqn)
     elif isinstance(value, Resync):
@@ -796,6 +800,11 @@ async def test_no_call_returns_private_key_bytes(tmp_path: Path) -> None:
             record("put_record", await keystore.put_record("rec", b"state"))
             record("record", keystore.record("rec"))
             record("list", keystore.list())
+            record("advance_counter", await keystore.advance_counter("c", 5))
+            record("counter", keystore.counter("c"))
+            record("counters", keystore.counters())
+            await keystore.delete_counter("c")
+            record("delete_counter", None)
 
         await run_all()
         secrets = stored_secrets(domain_keys(t, D))
