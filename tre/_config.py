@@ -42,6 +42,9 @@ class HostPolicy:
 
     calls: Mapping[str, frozenset[str]] = attrs.field(factory=dict)
     max_outstanding: int = 64
+    #: (domain, method) pairs that only read: the most a user of role "reader" may be
+    #: granted (``[host] readonly = ["oem.info", ...]``); each must be one of ``calls``
+    readonly: frozenset[tuple[str, str]] = frozenset()
 
 
 @attrs.frozen
@@ -87,7 +90,17 @@ def default_config() -> TREConfig:
                         "authenticate",
                     }
                 ),
-            }
+            },
+            readonly=frozenset(
+                {
+                    ("oem", "info"),
+                    ("oem", "time"),
+                    ("meter", "latest"),
+                    ("meter", "history"),
+                    ("mno", "status"),
+                    ("mno", "mids"),
+                }
+            ),
         ),
     )
 
@@ -122,7 +135,7 @@ def parse_config(data: Mapping[str, Any], path: str = "<memory>") -> TREConfig:
     base = Path(path).parent if path not in ("<memory>", "<default>") else Path.cwd()
     paths = tuple((base / p) for p in str_list(dom_t.get("paths", []), "domains.paths"))
 
-    host_t = table(top.get("host", {}), "host", {"calls", "max_outstanding"})
+    host_t = table(top.get("host", {}), "host", {"calls", "max_outstanding", "readonly"})
     calls: dict[str, frozenset[str]] = {}
     raw_calls = host_t.get("calls", [])
     if not isinstance(raw_calls, list):
@@ -143,6 +156,12 @@ def parse_config(data: Mapping[str, Any], path: str = "<memory>") -> TREConfig:
     max_out = host_t.get("max_outstanding", 64)
     if type(max_out) is not int or not 1 <= max_out <= 65536:
         raise fail("host.max_outstanding", "must be an integer from 1 to 65536")
+    readonly: set[tuple[str, str]] = set()
+    for j, pair in enumerate(str_list(host_t.get("readonly", []), "host.readonly")):
+        callee, _, method = pair.partition(".")
+        if method not in calls.get(callee, frozenset()):
+            raise fail(f"host.readonly[{j}]", f"{pair!r} is not a DOMAIN.METHOD of host.calls")
+        readonly.add((callee, method))
 
     settings_t = table(top.get("settings", {}), "settings", None)
     settings: dict[str, Mapping[str, Any]] = {}
@@ -166,7 +185,7 @@ def parse_config(data: Mapping[str, Any], path: str = "<memory>") -> TREConfig:
         path=path,
         enable=tuple(enable),
         paths=paths,
-        host=HostPolicy(calls=calls, max_outstanding=max_out),
+        host=HostPolicy(calls=calls, max_outstanding=max_out, readonly=frozenset(readonly)),
         settings=settings,
         integrity=integrity,
         audit_calls=audit_calls,
@@ -216,6 +235,7 @@ def config_to_toml(config: TREConfig) -> str:
         "",
         "[host]",
         f"max_outstanding = {config.host.max_outstanding}",
+        f"readonly = {_toml_value(sorted(f'{d}.{m}' for d, m in config.host.readonly))}",
     ]
     for domain, methods in sorted(config.host.calls.items()):
         lines += ["", "[[host.calls]]", f"domain = {_toml_value(domain)}"]
