@@ -26,6 +26,10 @@ array not counted). Extension types, timestamps included, are refused.
 
 Every fault in received bytes raises :class:`InvalidFrame` (``code = "INVALID_FRAME"``)
 with a stable ``reason`` from :data:`REASONS`, and never any other exception.
+
+Besides the wire: :mod:`ipc._session` (mutually attested secure sessions between domains)
+and :mod:`ipc._hostauth` (SCRAM-style password authentication of host users, in which the
+password never crosses; every failure is :class:`AuthFailed`).
 """
 
 from ._codec import decode as decode
@@ -48,6 +52,12 @@ from ._frame import NEED_DATA as NEED_DATA
 from ._frame import FrameDecoder as FrameDecoder
 from ._frame import frame as frame
 from ._frame import frame_body as frame_body
+from ._hostauth import USER_RE as USER_RE
+from ._hostauth import AuthFailed as AuthFailed
+from ._hostauth import ClientAuth as ClientAuth
+from ._hostauth import ServerAuth as ServerAuth
+from ._hostauth import Verifier as Verifier
+from ._hostauth import make_verifier as make_verifier
 from ._limits import DEFAULT_LIMITS as DEFAULT_LIMITS
 from ._limits import Limits as Limits
 from ._local import LocalCodec as LocalCodec
@@ -81,6 +91,9 @@ __all__ = [
     "SESSION_PUBLIC_SIZE",
     "SESSION_REASONS",
     "SESSION_TAG_SIZE",
+    "USER_RE",
+    "AuthFailed",
+    "ClientAuth",
     "Envelope",
     "Error",
     "FrameDecoder",
@@ -96,11 +109,13 @@ __all__ = [
     "Response",
     "Role",
     "SecureSession",
+    "ServerAuth",
     "SessionClosed",
     "SessionError",
     "SessionLimits",
     "SessionState",
     "TREError",
+    "Verifier",
     "decode",
     "decode_value",
     "encode",
@@ -109,5 +124,6 @@ __all__ = [
     "frame_body",
     "from_wire",
     "hello_transcript",
+    "make_verifier",
     "reply_transcript",
 ]

@@ -5,12 +5,14 @@ The public API. Embed a TRE with :func:`open_tre`; write a domain by subclassing
 :mod:`tre.testing`. Everything else lives in private modules.
 """
 
+from ipc import AuthFailed as AuthFailed
 from ipc import InvalidFrame as InvalidFrame
 from ipc import TREError as TREError
 
 from ._audit_crypto import AuditError as AuditError
 from ._audit_crypto import AuditUnreadable as AuditUnreadable
 from ._config import HostPolicy as HostPolicy
+from ._config import PortSpec as PortSpec
 from ._config import TREConfig as TREConfig
 from ._config import default_config as default_config
 from ._config import load_config as load_config
@@ -70,6 +72,14 @@ from ._plugin import Domain as Domain
 from ._plugin import service as service
 from ._policy import Decision as Decision
 from ._policy import Policy as Policy
+from ._ports import NoSuchPort as NoSuchPort
+from ._ports import Port as Port
+from ._ports import PortBusy as PortBusy
+from ._ports import PortClosed as PortClosed
+from ._ports import PortDenied as PortDenied
+from ._ports import PortEnd as PortEnd
+from ._ports import PortError as PortError
+from ._ports import PortFull as PortFull
 from ._records import KernelEvent as KernelEvent
 from ._runtime import TRE as TRE
 from ._runtime import DeviceInfo as DeviceInfo
@@ -77,6 +87,10 @@ from ._runtime import DomainInfo as DomainInfo
 from ._runtime import open_tre as open_tre
 from ._sessions import Expect as Expect
 from ._sessions import SessionRefused as SessionRefused
+from ._users import User as User
+from ._users import UserError as UserError
+from ._users import UserLocked as UserLocked
+from ._users import UserUnreadable as UserUnreadable
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -87,6 +101,7 @@ __all__ = [
     "Aborted",
     "AuditError",
     "AuditUnreadable",
+    "AuthFailed",
     "Busy",
     "CallError",
     "CallTimeout",
@@ -122,7 +137,16 @@ __all__ = [
     "NoSuchDomain",
     "NoSuchKey",
     "NoSuchMethod",
+    "NoSuchPort",
     "Policy",
+    "Port",
+    "PortBusy",
+    "PortClosed",
+    "PortDenied",
+    "PortEnd",
+    "PortError",
+    "PortFull",
+    "PortSpec",
     "ProvisioningError",
     "Quotas",
     "RemoteError",
@@ -139,6 +163,10 @@ __all__ = [
     "Terminated",
     "TooLarge",
     "UnsealError",
+    "User",
+    "UserError",
+    "UserLocked",
+    "UserUnreadable",
     "WrongKeyKind",
     "default_config",
     "load_config",

@@ -12,12 +12,14 @@ import os
 import sys
 from collections.abc import Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any, NoReturn
 
 import trio
 
 from ._cli_attest import add_attest_commands
 from ._cli_audit import add_audit_commands
+from ._cli_call import add_call_commands
 from ._cli_device import add_device_commands
 from ._cli_install import add_install_commands
 from ._cli_integrity import add_integrity_commands
@@ -25,6 +27,7 @@ from ._cli_json import print_json
 from ._cli_mid import add_mid_commands
 from ._cli_package import add_package_commands
 from ._cli_root import add_root_commands
+from ._cli_user import add_user_commands
 from ._config import TREConfig, default_config, load_config
 from ._errors import TREError
 from ._loader import DomainSpec, resolve
@@ -156,9 +159,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.state is not None and args.config is not None:
         raise _UsageError("give --state or --config, not both (a state has its own config)")
     config = None if args.state is not None else _config(args.config)
+    if args.socket is not None and args.state is None:
+        raise _UsageError("--socket needs --state (users live in a provisioned device)")
 
     async def run() -> dict[str, Any]:
-        async with open_tre(config, state=args.state) as t:
+        async with open_tre(config, state=args.state) as t, trio.open_nursery() as nursery:
             name = t.config.name
             device = t.device
             print(
@@ -167,10 +172,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"{device.lifecycle})",
                 file=sys.stderr,
             )
+            if args.socket is not None:
+                path = await nursery.start(t.serve_host, Path(args.socket))
+                print(f"tre: serving the host interface on {path}", file=sys.stderr)
             try:
                 if args.duration is None:
                     await trio.sleep_forever()
                 await trio.sleep(args.duration)
+                nursery.cancel_scope.cancel()
             finally:
                 summary = {
                     "name": name,
@@ -237,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", metavar="DIR", help="boot the device provisioned in DIR")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     p.add_argument("--json", action="store_true", help="print the closing summary as JSON")
+    p.add_argument(
+        "--socket",
+        metavar="PATH",
+        help="serve the host interface on a Unix socket (mode 0600; needs --state)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("domains", help="list the domains a config boots (their manifests)")
@@ -257,8 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_integrity_commands(sub, _Parser)
     add_package_commands(sub, _Parser)
     add_install_commands(sub, _Parser)
+    add_call_commands(sub, _Parser)
     add_root_commands(sub, _Parser)
     add_mid_commands(sub, _Parser)
+    add_user_commands(sub, _Parser)
     return parser
 
 

@@ -15,6 +15,7 @@ import trio
 
 from ._cli_json import print_json
 from ._cli_root import count_arg
+from ._cli_user import read_password
 from ._config import default_config, load_config
 from ._device import Device
 from ._endoflife import tamper, terminate_state
@@ -22,6 +23,7 @@ from ._errors import ConfigError
 from ._factory import factory_init
 from ._provision import provision
 from ._status import read_status
+from ._users import check_name
 
 __all__ = ["add_device_commands"]
 
@@ -46,13 +48,26 @@ def cmd_factory_init(args: argparse.Namespace) -> int:
 
 def cmd_provision(args: argparse.Namespace) -> int:
     config = default_config() if args.config is None else load_config(args.config)
-    result = provision(Path(args.state), Path(args.factory), imei=args.imei, config=config)
+    password = None
+    if args.admin is not None:
+        check_name(args.admin)
+        password = read_password(f"password for the admin {args.admin}: ", confirm=True)
+    result = provision(
+        Path(args.state),
+        Path(args.factory),
+        imei=args.imei,
+        config=config,
+        admin=args.admin,
+        admin_password=password,
+    )
     if args.json:
         print_json(result)
     else:
         print(f"provisioned {args.state}: UEID {result['ueid']}")
         print(f"  DeviceID certificate: {Path(args.state) / 'device.pem'}")
         print(f"  domains installed: {', '.join(result['domains'])}")
+        if args.admin is not None:
+            print(f"  admin: {args.admin} (tre user ... to add more users)")
         print("  lifecycle: secured")
     return 0
 
@@ -136,6 +151,11 @@ def add_device_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -
     p.add_argument("--factory", metavar="DIR", required=True, help="a folder from 'factory init'")
     p.add_argument("--imei", metavar="15DIGITS", help="platform identity (UEID from the IMEI)")
     p.add_argument("--config", metavar="FILE", help="domains to install (default: reference)")
+    p.add_argument(
+        "--admin",
+        metavar="NAME",
+        help="create the first admin user (password from TRE_PASSWORD or asked twice)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_provision)
 

@@ -16,6 +16,10 @@ A config is a small TOML file (see ``examples/tre.toml``)::
     [settings.meter]                            # handed to the domain as ctx.settings
     interval = 0.5
 
+    [ports.modem]                               # a device port (see tre/_ports.py)
+    exclusive = true
+    domains = ["mno"]                           # who may open it (it must claim it too)
+
 Relative paths are resolved against the config file's folder. With no config at all the
 embedded default (:func:`default_config`) boots every installed reference domain.
 """
@@ -33,7 +37,14 @@ import attrs
 from ._errors import ConfigError
 from ._manifest import ID_RE, METHOD_RE, RESERVED_IDS
 
-__all__ = ["HostPolicy", "TREConfig", "default_config", "load_config", "parse_config"]
+__all__ = [
+    "HostPolicy",
+    "PortSpec",
+    "TREConfig",
+    "default_config",
+    "load_config",
+    "parse_config",
+]
 
 
 @attrs.frozen
@@ -43,8 +54,29 @@ class HostPolicy:
     calls: Mapping[str, frozenset[str]] = attrs.field(factory=dict)
     max_outstanding: int = 64
     #: (domain, method) pairs that only read: the most a user of role "reader" may be
-    #: granted (``[host] readonly = ["oem.info", ...]``); each must be one of ``calls``
+    #: granted (``[host] readonly = ["oem.info", ...]``); only pairs of ``calls`` count
     readonly: frozenset[tuple[str, str]] = frozenset()
+
+
+#: Bytes a port buffers in each direction unless its table says ``buffer = N``.
+PORT_BUFFER = 4096
+#: The largest ``buffer`` a port may have.
+MAX_PORT_BUFFER = 1 << 20
+
+
+@attrs.frozen
+class PortSpec:
+    """A device port declared in the config (``[ports.NAME]``): a physical interface of the
+    device (modem, sensor, GPIO) that domains open through the kernel (see tre/_ports.py)."""
+
+    name: str
+    #: at most one claim holds the port at a time (else several granted domains share it)
+    exclusive: bool = True
+    #: the grant: domains that may open it (each must also claim it in its manifest)
+    domains: frozenset[str] = frozenset()
+    description: str = ""
+    #: bytes buffered in each direction (device to domains, domains to device)
+    buffer: int = PORT_BUFFER
 
 
 @attrs.frozen
@@ -62,6 +94,8 @@ class TREConfig:
     integrity: Mapping[str, float] = attrs.field(factory=dict)
     #: record every inter-domain call in the audit log ([audit] calls = true)
     audit_calls: bool = False
+    #: port name -> its declaration ([ports.NAME])
+    ports: Mapping[str, PortSpec] = attrs.field(factory=dict)
 
 
 REFERENCE_DOMAINS = ("oem", "meter", "mno", "vault")
@@ -124,7 +158,9 @@ def parse_config(data: Mapping[str, Any], path: str = "<memory>") -> TREConfig:
             raise fail(key, "must be a list of non-empty strings")
         return value
 
-    top = table(dict(data), "", {"tre", "domains", "host", "settings", "integrity", "audit"})
+    top = table(
+        dict(data), "", {"tre", "domains", "host", "settings", "integrity", "audit", "ports"}
+    )
     tre_t = table(top.get("tre", {}), "tre", {"name"})
     name = tre_t.get("name", "tre")
     if not isinstance(name, str) or not name:
@@ -159,9 +195,9 @@ def parse_config(data: Mapping[str, Any], path: str = "<memory>") -> TREConfig:
     readonly: set[tuple[str, str]] = set()
     for j, pair in enumerate(str_list(host_t.get("readonly", []), "host.readonly")):
         callee, _, method = pair.partition(".")
-        if method not in calls.get(callee, frozenset()):
-            raise fail(f"host.readonly[{j}]", f"{pair!r} is not a DOMAIN.METHOD of host.calls")
-        readonly.add((callee, method))
+        if not ID_RE.fullmatch(callee) or not METHOD_RE.fullmatch(method):
+            raise fail(f"host.readonly[{j}]", f"{pair!r} is not DOMAIN.METHOD")
+        readonly.add((callee, method))  # (a pair host.calls lacks grants nothing)
 
     settings_t = table(top.get("settings", {}), "settings", None)
     settings: dict[str, Mapping[str, Any]] = {}
@@ -180,6 +216,27 @@ def parse_config(data: Mapping[str, Any], path: str = "<memory>") -> TREConfig:
     if type(audit_calls) is not bool:
         raise fail("audit.calls", "must be true or false")
 
+    ports: dict[str, PortSpec] = {}
+    for port, values in table(top.get("ports", {}), "ports", None).items():
+        key = f"ports.{port}"
+        if not ID_RE.fullmatch(port):
+            raise fail(key, f"port name {port!r} does not match {ID_RE.pattern}")
+        values = table(values, key, {"exclusive", "domains", "description", "buffer"})
+        exclusive = values.get("exclusive", True)
+        if type(exclusive) is not bool:
+            raise fail(f"{key}.exclusive", "must be true or false")
+        granted = str_list(values.get("domains", []), f"{key}.domains")
+        for j, domain in enumerate(granted):
+            if not ID_RE.fullmatch(domain) or domain in RESERVED_IDS:
+                raise fail(f"{key}.domains[{j}]", f"{domain!r} is not a domain id")
+        description = values.get("description", "")
+        if not isinstance(description, str):
+            raise fail(f"{key}.description", "must be a string")
+        buffer = values.get("buffer", PORT_BUFFER)
+        if type(buffer) is not int or not 1 <= buffer <= MAX_PORT_BUFFER:
+            raise fail(f"{key}.buffer", f"must be an integer from 1 to {MAX_PORT_BUFFER}")
+        ports[port] = PortSpec(port, exclusive, frozenset(granted), description, buffer)
+
     return TREConfig(
         name=name,
         path=path,
@@ -189,6 +246,7 @@ def parse_config(data: Mapping[str, Any], path: str = "<memory>") -> TREConfig:
         settings=settings,
         integrity=integrity,
         audit_calls=audit_calls,
+        ports=ports,
     )
 
 
@@ -245,6 +303,13 @@ def config_to_toml(config: TREConfig) -> str:
     if config.integrity:
         lines += ["", "[integrity]"]
         lines += [f"{key} = {value!r}" for key, value in sorted(config.integrity.items())]
+    for name, port in sorted(config.ports.items()):
+        header = name if ID_RE.fullmatch(name) else _toml_value(name)
+        lines += ["", f"[ports.{header}]", f"exclusive = {_toml_value(port.exclusive)}"]
+        lines.append(f"domains = {_toml_value(sorted(port.domains))}")
+        lines.append(f"buffer = {port.buffer}")
+        if port.description:
+            lines.append(f"description = {_toml_value(port.description)}")
     for domain, values in sorted(config.settings.items()):
         lines += ["", f"[settings.{domain}]"]
         for key, value in values.items():

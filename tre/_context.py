@@ -1,9 +1,9 @@
 """A domain's handle on the TRE: the only object a domain gets from the kernel.
 
 Everything a domain does to the outside goes through its context: calls, notifications,
-watching peers, background tasks. The kernel learns who is calling from the context the
-call came through, never from anything the domain writes. A context belongs to one
-generation of its domain; after a restart the old one refuses to act.
+watching peers, background tasks, device ports. The kernel learns who is calling from the
+context the call came through, never from anything the domain writes. A context belongs to
+one generation of its domain; after a restart the old one refuses to act.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ._sessions import Expect, Sessions
 
 if TYPE_CHECKING:
     from ._kernel import Kernel
+    from ._ports import Port
     from ._records import DomainRuntime
 
 __all__ = ["ENDORSE_CONTEXT", "Context", "endorsed_bytes"]
@@ -179,6 +180,16 @@ class Context:
             "signature": alias.sign(endorsed_bytes(self.id, data)),
             "certificate": cert.public_bytes(Encoding.DER),
         }
+
+    def open_port(self, name: str) -> Port:
+        """Open the device port ``name`` (see tre/_ports.py). This domain's manifest must
+        claim it (``ports = [...]``) and the TRE config declare it and grant it to this
+        domain: else :class:`~tre.PortDenied` (not claimed or not granted) or
+        :class:`~tre.NoSuchPort` (claimed, not declared). An exclusive port held by another
+        claim (one of this domain's own too) gives :class:`~tre.PortBusy`. The claim ends
+        with :meth:`Port.close <tre.Port.close>` or with this generation (a fault, a stop,
+        a lock, the TRE's shutdown); the handle then raises :class:`~tre.PortClosed`."""
+        return self.__kernel.ports.open(self.__rt, self._generation, name)
 
     def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run ``fn(*args)`` as a task of this domain's task group. If it raises, the domain

@@ -31,6 +31,7 @@ from ._lifecycle import ACCEPTING, DomainState, check_transition
 from ._loader import DomainSpec
 from ._manifest import HOST
 from ._policy import Policy
+from ._ports import PortRegistry
 from ._records import CURRENT, Caller, DomainRuntime, Item, KernelEvent, Route
 from ._slot import ReplySlot
 
@@ -81,6 +82,8 @@ class Kernel:
         self.audit_calls = config.audit_calls
         #: set at boot on a provisioned device (see tre/_integrity.py)
         self.integrity: IntegrityMonitor | None = None
+        #: the device ports of the config and their claims (see tre/_ports.py)
+        self.ports = PortRegistry(config.ports, self.record)
 
     # --- state ---------------------------------------------------------------------------
 
@@ -166,7 +169,8 @@ class Kernel:
         decision = self.policy.evaluate(caller.id, domain, method)
         if decision.allowed:  # pragma: no cover - routes are built from the same policy
             return Denied("no route")
-        self.record("denied", caller.id, f"{domain}.{method}: {decision.reason}")
+        user = f" (user {caller.user!r})" if caller.user is not None else ""
+        self.record("denied", caller.id, f"{domain}.{method}: {decision.reason}{user}")
         return decision.error()
 
     async def call(
@@ -215,7 +219,8 @@ class Kernel:
         if not route.bucket.take(now):
             raise Busy(f"call rate to {domain!r} exceeded")
         if self.audit_calls:
-            self.record("call", caller.id, f"{domain}.{method}")
+            user = f" (user {caller.user!r})" if caller.user is not None else ""
+            self.record("call", caller.id, f"{domain}.{method}{user}")
         slot = ReplySlot(deadline)
         item: Item = (frame, slot, (*chain, domain), caller, None)
         inflight = callee.inflight

@@ -95,6 +95,9 @@ class Manifest:
     calls: Mapping[str, frozenset[str]] = attrs.field(factory=dict)
     quotas: Quotas = Quotas()
     abort: AbortPolicy = AbortPolicy()
+    #: device ports this domain claims (``ports = ["modem"]``); the TRE config must also
+    #: declare each and grant it to this domain before ``ctx.open_port`` succeeds
+    ports: frozenset[str] = frozenset()
 
     @property
     def directory(self) -> Path | None:
@@ -119,6 +122,7 @@ _TOP_KEYS = {
     "calls",
     "quotas",
     "abort",
+    "ports",
 }
 _QUOTA_RANGES: dict[str, tuple[type, float, float]] = {
     "max_frame_bytes": (int, 64, 1 << 20),
@@ -267,6 +271,13 @@ def parse_manifest(data: Mapping[str, Any], path: str = "<memory>") -> Manifest:
             period=r.number(a.get("period", 60.0), "abort.period", 0.001, 86400 * 365),
         )
 
+    ports: set[str] = set()
+    raw_ports = data.get("ports", [])
+    if not isinstance(raw_ports, list):
+        raise r.fail("ports", "must be a list of port names")
+    for i, item in enumerate(raw_ports):
+        ports.add(r.string(item, f"ports[{i}]", ID_RE))
+
     return Manifest(
         id=domain_id,
         owner=r.string(data["owner"], "owner"),
@@ -284,6 +295,7 @@ def parse_manifest(data: Mapping[str, Any], path: str = "<memory>") -> Manifest:
         calls=calls,
         quotas=quotas,
         abort=abort,
+        ports=frozenset(ports),
     )
 
 

@@ -37,6 +37,7 @@ from ._lifecycle import DomainLifecycle, TREState
 from ._loader import DomainSpec, resolve
 from ._measure import unsigned_owner_hash
 from ._store import Store
+from ._users import Users, check_name, check_password, users_key
 
 __all__ = ["provision"]
 
@@ -57,10 +58,18 @@ def provision(
     *,
     imei: str | None = None,
     config: TREConfig | None = None,
+    admin: str | None = None,
+    admin_password: str | None = None,
 ) -> dict[str, Any]:
     """Create a device in ``state_dir`` (which must not hold one yet) from the factory's CA
-    and owner keys; install the config's domains; move the TRE to SECURED."""
+    and owner keys; install the config's domains; move the TRE to SECURED. With ``admin``
+    (and its ``admin_password``), also create the first user, of role admin."""
     state_dir = Path(state_dir)
+    if (admin is None) != (admin_password is None):
+        raise ProvisioningError("an admin needs a password, and a password an admin")
+    if admin is not None:
+        check_name(admin)
+        check_password(admin_password)
     if state_dir.exists() and not state_dir.is_dir():
         raise ProvisioningError(f"{state_dir} exists and is not a folder")
     present = [name for name in STATE_FILES if (state_dir / name).exists()]
@@ -83,7 +92,8 @@ def provision(
     kept = own_config.read_bytes() if own_config.exists() else None
     created: list[Path] = []
     try:
-        return _provision(state_dir, factory, specs, config, config_text, imei, created)
+        first = None if admin is None or admin_password is None else (admin, admin_password)
+        return _provision(state_dir, factory, specs, config, config_text, imei, created, first)
     except BaseException:
         # Remove exactly what this attempt created; a config.toml the user had put there
         # (and passed as --config) gets its own bytes back.
@@ -108,6 +118,7 @@ def _provision(
     config_text: str,
     imei: str | None,
     created: list[Path],
+    admin: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     def target(name: str) -> Path:
         path = state_dir / name
@@ -176,13 +187,18 @@ def _provision(
 
     try:
         store.write(write)
+        if admin is not None:  # the first user, in its own transaction
+            Users(store, users_key(secret)).add(admin[0], "admin", admin[1])
     finally:
         store.close()
     sealed = seal_integrity(state_dir, factory, specs)
     created.append(state_dir / "integrity")
-    return {
+    result: dict[str, Any] = {
         "ueid": ueid.hex(),
         "imei": imei,
         "domains": [r[0] for r in records],
         "integrity": sealed,
     }
+    if admin is not None:
+        result["admin"] = admin[0]
+    return result

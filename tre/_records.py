@@ -65,10 +65,13 @@ class Caller:
         "max_outstanding",
         "outstanding",
         "routes",
+        "user",
     )
 
     def __init__(self, caller_id: str, max_outstanding: int, max_frame_bytes: int) -> None:
         self.id = caller_id
+        #: for the host: the user of a host session (None: the embedding device software)
+        self.user: str | None = None
         #: 1 on first boot, +1 on each restart (0 for the host)
         self.generation = 0
         #: the generation whose context may act now; 0 once that generation failed or stopped

@@ -29,6 +29,8 @@ from ._device import Device, EventHook
 from ._endoflife import tamper
 from ._errors import ConfigError, DomainFailed
 from ._evidence import EvidenceMaker
+from ._host import HostGateway, HostSession
+from ._hostserver import ServerLimits, serve_host
 from ._installed import device_specs, package_references
 from ._integrity import IntegrityError, IntegrityMonitor, IntegritySettings
 from ._integrity_seal import domain_verify_keys
@@ -37,9 +39,11 @@ from ._keystore import load_counters, load_keys
 from ._lifecycle import DomainLifecycle, DomainState, TREState
 from ._loader import DomainSpec, resolve
 from ._policy import Policy
+from ._ports import PortEnd
 from ._records import KernelEvent
 from ._runlock import state_lock
 from ._supervisor import supervise
+from ._users import Users, users_key
 
 __all__ = ["TRE", "DeviceInfo", "DomainInfo", "open_tre"]
 
@@ -75,10 +79,39 @@ class DeviceInfo:
 class TRE:
     """The host's handle on a running TRE (see :func:`open_tre`)."""
 
-    def __init__(self, kernel: Kernel, boot_seconds: float) -> None:
+    def __init__(
+        self, kernel: Kernel, boot_seconds: float, gateway: HostGateway | None = None
+    ) -> None:
         self._kernel = kernel
+        self._gateway = gateway
         #: wall-clock seconds the boot of every domain took
         self.boot_seconds = boot_seconds
+
+    def _host_gateway(self) -> HostGateway:
+        if self._gateway is None:
+            raise ConfigError(
+                "<open_tre>", "state", "users exist only on a provisioned device (state=...)"
+            )
+        return self._gateway
+
+    async def host(self, *, user: str, password: str) -> HostSession:
+        """Log ``user`` in (the same challenge-response, lockout and grants as the host
+        socket) and return a :class:`HostSession` whose ``call`` acts as that user.
+        Raises :class:`ipc.AuthFailed` (``UserLocked`` while locked out or backing off)."""
+        return await self._host_gateway().login(user, password)
+
+    async def serve_host(
+        self,
+        path: Path,
+        *,
+        limits: ServerLimits | None = None,
+        task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve the host interface on a Unix socket at ``path`` until cancelled (use
+        ``await nursery.start(t.serve_host, path)``); see :mod:`tre._hostserver`."""
+        await serve_host(
+            self._host_gateway(), path, limits=limits or ServerLimits(), task_status=task_status
+        )
 
     @property
     def config(self) -> TREConfig:
@@ -158,6 +191,12 @@ class TRE:
     def notify(self, domain: str, method: str, body: Any = None) -> None:
         """Send a one-way notification as the host."""
         self._kernel.notify(self._kernel.host, 0, domain, method, body)
+
+    def port(self, name: str) -> PortEnd:
+        """The device's side of the config's port ``name`` (:class:`~tre.NoSuchPort` if it
+        declares none): the software outside the TRE plays the hardware through it, writing
+        what the domains holding the port read and reading what they write."""
+        return self._kernel.ports.end(name)
 
     def domains(self) -> list[DomainInfo]:
         """Every installed domain, in boot order."""
@@ -300,11 +339,15 @@ async def open_tre(
                 nursery.start_soon(_watch_lifecycle, kernel, device, lifecycle_poll)
             if monitor is not None:
                 nursery.start_soon(monitor.run)
-            handle = TRE(kernel, time.perf_counter() - started)
+            gateway = None
+            if device.state_dir is not None:
+                gateway = HostGateway(kernel, Users(device.store.sync, users_key(device)))
+            handle = TRE(kernel, time.perf_counter() - started, gateway)
             try:
                 yield handle
             finally:
                 nursery.cancel_scope.cancel()
+                kernel.ports.close()  # every port claim ends; the host's port ends close
     except BaseExceptionGroup as group:
         error = _collapse(group)
         if error is group:

@@ -23,7 +23,7 @@ import trio
 from ._counter import MonotonicCounter
 from ._errors import RollbackDetected, StorageError
 
-__all__ = ["AUDIT_SCHEMA", "SCHEMA_VERSION", "AsyncStore", "Store"]
+__all__ = ["AUDIT_SCHEMA", "SCHEMA_VERSION", "USERS_SCHEMA", "AsyncStore", "Store"]
 
 T = TypeVar("T")
 
@@ -56,6 +56,18 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
     time REAL NOT NULL,
     bootcount INTEGER NOT NULL,
     signature BLOB NOT NULL
+) STRICT;
+"""
+
+#: Host users (tre/_users.py), which also creates it on a database made before it existed.
+USERS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    nonce BLOB NOT NULL,
+    sealed BLOB NOT NULL,          -- AES-256-GCM: role, grants, verifier; AAD: the name
+    failures INTEGER NOT NULL,     -- failed logins since the last success or passwd
+    last_failure REAL NOT NULL,
+    created REAL NOT NULL
 ) STRICT;
 """
 
@@ -114,6 +126,7 @@ CREATE TABLE IF NOT EXISTS events (
 ) STRICT;
 """
 _SCHEMA += AUDIT_SCHEMA
+_SCHEMA += USERS_SCHEMA
 
 
 def _inspect(path: Path) -> None:

@@ -115,6 +115,8 @@ async def _supervise(kernel: Kernel, rt: DomainRuntime, task_status: Any) -> Non
             raise RuntimeError("the domain's task group ended")  # pragma: no cover
         except BaseException as exc:
             rt.nursery = None
+            # Its port claims end with the generation, whatever ended it, before any restart.
+            kernel.ports.release(rt)
             own, fault = _split(exc)
             if own is not None:  # the TRE is shutting down, or the domain was locked
                 if rt.state is not DomainState.LOCKED:

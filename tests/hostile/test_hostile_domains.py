@@ -257,6 +257,7 @@ CONTEXT_API = {
     "accept_session",
     "session",
     "endorse",
+    "open_port",
 }
 
 

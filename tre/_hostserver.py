@@ -1,0 +1,255 @@
+"""``tre run --socket PATH``: the host interface on a Unix socket (R2, R8).
+
+The same length-prefixed msgpack frames as :mod:`ipc` (a 4-byte length, then one envelope).
+A connection first logs in, then calls, one request at a time::
+
+    client                                         server
+    REQUEST "auth.hello"  {"user", "nonce"}    ->  RESPONSE {"nonce", "salt", "n", "r", "p"}
+    REQUEST "auth.answer" {"proof"}            ->  RESPONSE {"signature", "user", "role",
+                                                             "expires_in"}
+    REQUEST "call" {"domain", "method", "body"} -> RESPONSE body  |  ERROR code message
+
+(see :mod:`ipc._hostauth`: the password never crosses). Anything else before the login, a
+malformed or oversized frame, or a failed login gets one ERROR envelope and the connection
+is closed. Limits (:class:`ServerLimits`): a login must finish within ``login_timeout``; a
+logged-in connection idle (or stuck inside a half-sent frame) for ``idle_timeout`` is
+closed; at most ``max_clients`` connections at once (the next one gets ``BUSY`` and is
+closed); frames up to ``max_frame_bytes``. A client can only hurt its own connection: each
+runs in its own task, and a user's calls share that user's outstanding-call budget.
+
+The socket file is created with mode 0600 (owner only) unless told otherwise; an existing
+socket file that nobody listens on is replaced, anything else at the path is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import math
+import os
+import socket as stdsocket
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+import trio
+
+import ipc
+
+from ._errors import StorageError
+from ._host import HostGateway, HostSession
+
+__all__ = ["ServerLimits", "serve_host"]
+
+
+@attrs.frozen
+class ServerLimits:
+    max_clients: int = 128
+    login_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    max_frame_bytes: int = 1 << 18
+    mode: int = 0o600
+
+
+class _Closed(Exception):
+    """The connection is done (peer closed, timed out, or we refused it)."""
+
+
+class _Connection:
+    def __init__(self, stream: trio.SocketStream, limits: ServerLimits) -> None:
+        self.stream = stream
+        self.limits = ipc.Limits(max_frame_bytes=limits.max_frame_bytes)
+        self.decoder = ipc.FrameDecoder(self.limits)
+
+    async def send(self, envelope: ipc.Envelope) -> None:
+        try:
+            await self.stream.send_all(ipc.frame(envelope, self.limits))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise _Closed from None
+
+    async def error(self, msgid: int, code: str, message: str) -> None:
+        await self.send(ipc.Error(msgid, code, message[:1000]))
+
+    async def receive(self, deadline: float) -> ipc.Envelope:
+        """The next envelope before ``deadline`` (trio time); :class:`_Closed` on end of
+        stream or timeout, :class:`ipc.InvalidFrame` on bad bytes."""
+        while True:
+            event = self.decoder.next_event()
+            if event is ipc.CLOSED:
+                raise _Closed
+            if event is not ipc.NEED_DATA:
+                assert isinstance(event, ipc.Request | ipc.Response | ipc.Notification | ipc.Error)
+                return event
+            with trio.move_on_at(deadline):
+                try:
+                    data = await self.stream.receive_some(65536)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    raise _Closed from None
+                self.decoder.receive_data(data)
+                continue
+            raise _Closed  # timed out (silent, or stuck inside a frame)
+
+
+async def _login(gateway: HostGateway, conn: _Connection, limits: ServerLimits) -> HostSession:
+    deadline = trio.current_time() + limits.login_timeout
+    hello = await conn.receive(deadline)
+    if not isinstance(hello, ipc.Request) or hello.method != "auth.hello":
+        await conn.error(getattr(hello, "msgid", 0), "AUTH_REQUIRED", "log in first")
+        raise _Closed
+    try:
+        auth = await gateway.begin(hello.body if isinstance(hello.body, Mapping) else {})
+    except ipc.AuthFailed as exc:
+        await conn.error(hello.msgid, exc.code, exc.message)
+        raise _Closed from None
+    await conn.send(ipc.Response(hello.msgid, auth.challenge()))
+    answer = await conn.receive(deadline)
+    if not isinstance(answer, ipc.Request) or answer.method != "auth.answer":
+        await conn.error(getattr(answer, "msgid", 0), "AUTH_REQUIRED", "answer the challenge")
+        raise _Closed
+    try:
+        session, outcome = await gateway.finish(
+            auth, answer.body if isinstance(answer.body, Mapping) else {}
+        )
+    except ipc.AuthFailed as exc:
+        await conn.error(answer.msgid, exc.code, exc.message)
+        raise _Closed from None
+    left = session.expires - trio.current_time()
+    await conn.send(
+        ipc.Response(
+            answer.msgid,
+            {
+                **outcome,
+                "user": session.user.name,
+                "role": session.user.role,
+                "expires_in": left if left < math.inf else None,
+            },
+        )
+    )
+    return session
+
+
+async def _serve_calls(session: HostSession, conn: _Connection, limits: ServerLimits) -> None:
+    while True:
+        request = await conn.receive(trio.current_time() + limits.idle_timeout)
+        if not isinstance(request, ipc.Request) or request.method != "call":
+            await conn.error(getattr(request, "msgid", 0), "BAD_REQUEST", "only 'call' requests")
+            raise _Closed
+        body = request.body
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("domain"), str)
+            or not isinstance(body.get("method"), str)
+            or set(body) - {"domain", "method", "body"}
+        ):
+            await conn.error(request.msgid, "BAD_REQUEST", "call takes {domain, method, body}")
+            continue
+        try:
+            result = await session.call(
+                body["domain"], body["method"], body.get("body"), timeout=request.deadline
+            )
+        except ipc.TREError as exc:
+            await conn.error(request.msgid, exc.code, str(exc))
+            continue
+        except ValueError as exc:  # e.g. a deadline that is not a positive finite number
+            await conn.error(request.msgid, "BAD_REQUEST", str(exc))
+            continue
+        try:
+            reply = ipc.frame(ipc.Response(request.msgid, result), conn.limits)
+        except ipc.InvalidFrame as exc:
+            await conn.error(request.msgid, "TOO_LARGE", f"the reply cannot be sent: {exc}")
+            continue
+        try:
+            await conn.stream.send_all(reply)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise _Closed from None
+
+
+async def _handle(
+    gateway: HostGateway, stream: trio.SocketStream, limits: ServerLimits, slots: list[int]
+) -> None:
+    conn = _Connection(stream, limits)
+    try:
+        if slots[0] >= limits.max_clients:
+            await conn.error(0, "BUSY", f"at most {limits.max_clients} connections")
+            return
+        slots[0] += 1
+        try:
+            session = await _login(gateway, conn, limits)
+            await _serve_calls(session, conn, limits)
+        finally:
+            slots[0] -= 1
+    except ipc.InvalidFrame as exc:
+        with trio.move_on_after(1), contextlib.suppress(_Closed):
+            await conn.error(0, exc.code, f"{exc.reason}: the connection is closed")
+    except _Closed:
+        pass
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+def _prepare_path(path: Path) -> None:
+    """Remove a stale socket file at ``path``; refuse a live one or any other file."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise StorageError(f"{path} exists and is not a socket")
+    probe = stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError as exc:
+        if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+            path.unlink()
+            return
+        raise
+    finally:
+        probe.close()
+    raise StorageError(f"{path}: another server is listening there")
+
+
+async def serve_host(
+    gateway: HostGateway,
+    path: Path,
+    *,
+    limits: ServerLimits = ServerLimits(),
+    task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``gateway`` on a Unix socket at ``path`` until cancelled (then the socket file
+    is removed). ``task_status.started`` is given the path once clients can connect."""
+    path = Path(path)
+    _prepare_path(path)
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    old_umask = os.umask(0o777 & ~limits.mode)  # the file is born with the right mode
+    try:
+        await sock.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    try:
+        os.chmod(path, limits.mode)
+        sock.listen(limits.max_clients)
+        listener = trio.SocketListener(sock)
+        slots = [0]
+
+        async def handler(stream: trio.SocketStream) -> None:
+            await _handle(gateway, stream, limits, slots)
+
+        async with trio.open_nursery() as nursery:
+            task_status.started(path)
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:  # EMFILE and friends: back off, keep serving
+                    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                        await trio.sleep(0.1)
+                        continue
+                    raise
+                nursery.start_soon(handler, stream)
+    finally:
+        sock.close()
+        try:
+            if stat.S_ISSOCK(path.lstat().st_mode):
+                path.unlink()
+        except FileNotFoundError:
+            pass
