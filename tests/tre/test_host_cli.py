@@ -24,7 +24,7 @@ def test_run_socket_and_call_from_two_processes(
     factory, state = tmp_path / "factory", tmp_path / "state"
     monkeypatch.setenv("TRE_PASSWORD", "admin-pw")
     assert cli(capsys, "factory", "init", "--factory", factory)[0] == 0
-    code, out, err = cli(
+    code, _, err = cli(
         capsys, "provision", "--state", state, "--factory", factory, "--admin", "root"
     )
     assert code == 0, err
