@@ -275,6 +275,17 @@ def _no_ext(code: int, data: bytes) -> Any:
 _SELECT = "SELECT name, nonce, sealed, failures, last_failure, created FROM users"
 
 
+def _event(conn: sqlite3.Connection, kind: str, detail: str) -> None:
+    conn.execute(
+        "INSERT INTO events(time, kind, domain, detail) VALUES (?, ?, 'tre', ?)",
+        (time.time(), kind, detail),
+    )
+
+
+def _grants_detail(pairs: frozenset[tuple[str, str]]) -> str:
+    return ", ".join(f"{d}.{m}" for d, m in sorted(pairs)) or "no grants"
+
+
 class Users:
     """The users of one device's store. Every write is one durable transaction of the store
     (it also moves the rollback counter). Not thread-safe: use it as the store is used,
@@ -363,7 +374,8 @@ class Users:
             raise UserError(f"no user {name!r}")
         return row
 
-    # --- administration -------------------------------------------------------------------
+    # --- administration (each change also writes an ``events`` row: the audit log takes
+    # it in at the next boot, like the other changes made while the TRE is down) ---------
 
     def add(
         self, name: str, role: str, password: str, grants: Iterable[tuple[str, str]] = ()
@@ -388,6 +400,7 @@ class Users:
                 "VALUES (?, ?, ?, 0, 0.0, ?)",
                 (name, nonce, sealed, now),
             )
+            _event(conn, "user_added", f"{name} ({role}): {_grants_detail(pairs)}")
 
         self._store.write(write)
         return User(name, role, pairs, 0, False, now)
@@ -399,6 +412,7 @@ class Users:
         def write(conn: sqlite3.Connection) -> None:
             self._existing(conn, name)
             conn.execute("DELETE FROM users WHERE name = ?", (name,))
+            _event(conn, "user_removed", name)
 
         self._store.write(write)
 
@@ -418,6 +432,7 @@ class Users:
                 "WHERE name = ?",
                 (nonce, sealed, name),
             )
+            _event(conn, "user_password", f"{name}: new password, failures cleared")
 
         self._store.write(write)
 
@@ -433,6 +448,7 @@ class Users:
             conn.execute(
                 "UPDATE users SET nonce = ?, sealed = ? WHERE name = ?", (nonce, sealed, name)
             )
+            _event(conn, "user_grants", f"{name}: {_grants_detail(pairs)}")
             return User(name, role, pairs, failures, failures >= MAX_FAILURES, created)
 
         return self._store.write(write)

@@ -27,7 +27,7 @@ import trio
 
 import ipc
 import tre
-from tests.device_helpers import acli, make_factory
+from tests.device_helpers import acli, db_rows, make_factory
 from tre._cli_user import open_users
 from tre._host import SessionExpired
 from tre._hostclient import HostClient
@@ -108,6 +108,9 @@ async def test_roles_and_grants_in_process(state: Path) -> None:
         assert any("user 'op'" in d and "oem.time" in d for d in denials)
         assert any("user 'root'" in d and "oem.timestamp" in d for d in denials)
         assert repr(op) == "<HostSession op (operator)>"
+    # User administration done while the TRE was down reached the audit log at boot.
+    kinds = [k for (k,) in db_rows(state, "SELECT kind FROM audit_entries")]
+    assert kinds.count("user_added") == 3  # root (at provisioning), op, rd
 
 
 async def test_wrong_password_unknown_user_and_lockout_survive_a_restart(state: Path) -> None:
