@@ -19,11 +19,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 import attestation
+import ipc
 
 from ._audit_offline import open_audit_state
+from ._cli_user import open_users
 from ._config import default_config
-from ._errors import CallError, RemoteError
+from ._errors import CallError, Denied, RemoteError
 from ._factory import factory_init
+from ._hostclient import HostClient
 from ._install import install_package
 from ._keystore import verify_ed25519
 from ._measure import code_files
@@ -32,6 +35,7 @@ from ._milenage import Milenage
 from ._provision import provision
 from ._root import new_root, rotate_state
 from ._runtime import TRE, open_tre
+from ._users import check_grants, format_grant
 
 __all__ = ["DEMO_IMEI", "run_demo"]
 
@@ -45,6 +49,16 @@ UTILITY_SERVICES = frozenset({"tariff", "bill", "public_key"})
 UTILITY_COUNTER = 2
 #: The tariff the host relays to the utility.
 TARIFF = {"currency": "EUR", "price_per_kwh": 0.25, "standing_charge": 0.1}
+#: The first user, created at provisioning (role admin).
+ADMIN = "admin"
+#: The user added offline (role operator) and what it is granted.
+OPERATOR = "operator"
+OPERATOR_GRANTS = (("meter", "latest"), (UTILITY, "bill"))
+# Fixed demo passwords (the CLI reads them from TRE_PASSWORD or the terminal, never argv);
+# the demo never prints them.
+_ADMIN_PASSWORD = "demo admin password"  # noqa: S105 - a throwaway device's, by design
+_OPERATOR_PASSWORD = "demo operator password"  # noqa: S105 - as above
+_WRONG_PASSWORD = "not the operator's password"  # noqa: S105 - meant to be refused
 
 
 _KINDS = {"DENIED": "denied", "ABORTED": "aborted", "LOCKED": "locked"}
@@ -62,6 +76,7 @@ class _Story:
             "verified": 0,
             "mid": 0,
             "post_issue": 0,
+            "host_users": 0,
         }
         self.step = 0
 
@@ -121,11 +136,22 @@ def _factory_and_provision(story: _Story, root: Path, interval: float) -> Path:
     host = attrs.evolve(base.host, calls={**base.host.calls, UTILITY: UTILITY_SERVICES})
     config = attrs.evolve(base, host=host, settings={"meter": {"interval": interval}})
     state = root / "device"
-    result = provision(state, factory.path, imei=DEMO_IMEI, config=config)
+    result = provision(
+        state,
+        factory.path,
+        imei=DEMO_IMEI,
+        config=config,
+        admin=ADMIN,
+        admin_password=_ADMIN_PASSWORD,
+    )
     cert = attestation.load_cert_pem((state / "device.pem").read_bytes())
     attestation.verify_chain(cert, [], factory.ca_cert, dt.datetime.now(dt.UTC))
     story.line(f"device UEID {result['ueid']} (from IMEI {DEMO_IMEI}), lifecycle secured")
     story.line("DeviceID certificate verifies against the manufacturer CA")
+    story.line(
+        f"first user of the host interface: {result['admin']} (role admin; the demo uses "
+        "fixed passwords, never printed)"
+    )
     return state
 
 
@@ -267,6 +293,84 @@ def _post_issue_install(story: _Story, state: Path, factory_dir: Path) -> bytes 
     return raw if result["counter"] == UTILITY_COUNTER and refused else None
 
 
+def _add_operator(story: _Story, state: Path) -> bool:
+    """Offline, with the TRE stopped (``tre user add`` takes the state's lock): the operator
+    user, granted pairs of the config's ``[host] calls``."""
+    with open_users(state) as (users, config):
+        check_grants("operator", OPERATOR_GRANTS, config)
+        user = users.add(OPERATOR, "operator", _OPERATOR_PASSWORD, OPERATOR_GRANTS)
+        names = [u.name for u in users.list()]
+    granted = ", ".join(format_grant(pair) for pair in sorted(user.grants))
+    story.line(
+        f"still offline (as 'tre user add'): user {user.name}, role {user.role}, granted "
+        f"{granted}; users now: {', '.join(names)}"
+    )
+    return user.grants == frozenset(OPERATOR_GRANTS)
+
+
+def _host_client(story: _Story, path: Path) -> tuple[bool, bool, bool]:
+    """Device software outside the TRE, in blocking code: the operator over the socket.
+    Returns (the granted call answered, the ungranted one DENIED, a wrong password
+    AUTH_FAILED)."""
+    mode = path.stat().st_mode & 0o777
+    story.line(f"the TRE serves the host interface on a Unix socket (mode {mode:04o})")
+    with HostClient(path, timeout=10.0) as client:
+        info = client.login(OPERATOR, _OPERATOR_PASSWORD)
+        story.line(
+            f"user {info['user']} logs in (role {info['role']}, session "
+            f"{info['expires_in']:.0f} s): challenge-response, the password never crosses "
+            "the socket, and the TRE proves it holds the user's verifier"
+        )
+        latest = client.call("meter", "latest")
+        allowed = isinstance(latest, dict) and "kwh" in latest
+        if allowed:
+            story.line(
+                f"user {OPERATOR} -> meter.latest (granted): allowed, {latest['kwh']} kWh, "
+                f"reading #{latest['sample']}"
+            )
+        try:
+            client.call(UTILITY, "tariff", TARIFF)
+            refused = "ACCEPTED (it should have been refused)"
+        except ipc.TREError as exc:  # DENIED is expected; any other code fails the step
+            refused = f"refused, {exc.code} ({exc.message})"
+        story.line(f"user {OPERATOR} -> {UTILITY}.tariff (not granted): {refused}")
+    with HostClient(path, timeout=10.0) as client:
+        try:
+            client.login(OPERATOR, _WRONG_PASSWORD)
+            wrong = "LOGGED IN (it should have been refused)"
+        except ipc.TREError as exc:  # AUTH_FAILED is expected
+            wrong = f"{exc.code} ({exc.message}); the failure is counted durably (3 in a row "
+            wrong += "start a back-off, 10 lock the user)"
+        story.line(f"user {OPERATOR} with a wrong password: {wrong}")
+    return (
+        allowed,
+        refused.startswith(f"refused, {Denied.code} "),
+        wrong.startswith(ipc.AuthFailed.code + " "),
+    )
+
+
+async def _host_story(story: _Story, t: TRE) -> bool:
+    """Users and the host interface: the operator added offline logs in over the Unix
+    socket; a granted call is answered, an ungranted one refused, a wrong password too."""
+    story.title("Users and the host interface: a host call allowed and one refused")
+    # A folder of its own, with a short path: Unix socket paths are limited to ~100 bytes.
+    with tempfile.TemporaryDirectory(prefix="tre-") as folder:
+        async with trio.open_nursery() as nursery:
+            path: Path = await nursery.start(t.serve_host, Path(folder) / "host.sock")
+            try:
+                outcome = await trio.to_thread.run_sync(_host_client, story, path)
+            except (ipc.TREError, OSError) as exc:  # e.g. the operator's own login refused
+                story.line(f"the host client failed: {type(exc).__name__}: {exc}")
+                outcome = (False, False, False)
+            nursery.cancel_scope.cancel()
+    named = [e for e in t.events if e.domain == "host" and f"user {OPERATOR!r}" in e.detail]
+    for event in named:
+        if event.kind in ("denied", "login_failed"):
+            story.line(f"kernel event {event.kind} (host): {event.detail}")
+    kinds = {e.kind for e in named}
+    return all(outcome) and {"login", "denied", "login_failed"} <= kinds
+
+
 async def _utility_story(story: _Story, t: TRE, interval: float) -> bool:
     """The installed utility at work: a sealed tariff, a statement signed in its keystore,
     checked with its public key; and where it shows in the domains, policy and attestation."""
@@ -395,6 +499,7 @@ async def _second_boot(
         story.line(f"oem's timestamp key after reboot: {same} key, unsealed from its keystore")
 
         worked = await _utility_story(story, t, interval)
+        story.counts["host_users"] = int(await _host_story(story, t))
         await _mid_story(story, t, factory_dir)
 
         story.title("Remote attestation: a verifier checks the device with its own nonce")
@@ -448,16 +553,29 @@ async def _second_boot(
             story.line(f"{d.id:<7} state {d.state:<8} generation {d.generation}  served {d.served}")
 
 
-def _audit_verification(story: _Story, state: Path) -> bool:
-    """The secure audit record, checked as the device owner would (``tre audit verify``)."""
+def _audit_verification(story: _Story, state: Path, user: str | None = None) -> bool:
+    """The secure audit record, checked as the device owner would (``tre audit verify``);
+    with ``user``, also the TRE-wide entries that name that user of the host interface
+    (a denial and a failed login must be among them)."""
     story.title("Audit verification: the secure audit record of both boots")
     with open_audit_state(state) as view:
         mno = view.read("mno")
+        tre_wide = view.read("tre") if user is not None else []
         cp = view.latest()
         proof = view.prove_inclusion(mno[-1].seq) if mno[-1].seq < cp.size else None
         result = view.verify()
     kinds = ", ".join(sorted({e.kind for e in mno}))
     story.line(f"mno's own entries ({len(mno)}, readable only with mno's audit key): {kinds}")
+    named = {
+        e.kind
+        for e in tre_wide
+        if isinstance(e.body, dict) and f"user {user!r}" in str(e.body.get("detail", ""))
+    }
+    if user is not None:
+        story.line(
+            f"TRE-wide entries naming user {user!r} (the host interface): "
+            f"{', '.join(sorted(named)) or 'none'}"
+        )
     if proof is not None:
         story.line(
             f"entry {proof.data['index']} is in the checkpoint of size {cp.size} "
@@ -466,7 +584,8 @@ def _audit_verification(story: _Story, state: Path) -> bool:
         )
     verdict = "verified" if result.ok else f"NOT verified: {result.problems[0]}"
     story.line(f"audit log: {result.entries} entries, {result.checkpoints} checkpoints, {verdict}")
-    return result.ok and (proof is None or proof.verified)
+    users_ok = user is None or {"denied", "login_failed"} <= named
+    return result.ok and (proof is None or proof.verified) and users_ok
 
 
 async def _demo(out: TextIO, interval: float) -> int:
@@ -476,12 +595,13 @@ async def _demo(out: TextIO, interval: float) -> int:
         factory_dir = Path(tmp) / "factory"
         first_key = await _first_boot(story, state, interval)
         owner = await trio.to_thread.run_sync(_post_issue_install, story, state, factory_dir)
+        added = await trio.to_thread.run_sync(_add_operator, story, state)
         await _second_boot(story, state, first_key, factory_dir, interval, owner)
-        audited = await trio.to_thread.run_sync(_audit_verification, story, state)
+        audited = await trio.to_thread.run_sync(_audit_verification, story, state, OPERATOR)
     c = story.counts
     ok = c["ok"] >= 6 and c["aborted"] >= 1 and c["denied"] >= 2 and c["locked"] == 1
     ok = ok and c["other"] == 0 and c["verified"] == 1 and c["mid"] == 1 and audited
-    ok = ok and c["post_issue"] == 1
+    ok = ok and c["post_issue"] == 1 and added and c["host_users"] == 1
     print("\ndemo " + ("completed" if ok else "did NOT go as expected"), file=out)
     return 0 if ok else 1
 

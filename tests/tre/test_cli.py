@@ -160,6 +160,36 @@ def test_demo_installs_a_post_issue_domain_that_then_does_real_work(capsys):
     assert out.rstrip().endswith("demo completed")
 
 
+def test_demo_shows_users_and_the_host_interface(capsys):
+    code, out, _ = run(capsys, "demo", "--interval", "0.02")
+    assert code == 0, out
+    assert "first user of the host interface: admin (role admin; the demo uses fixed" in out
+    assert "demo admin password" not in out and "demo operator password" not in out
+    offline = out.split("A post-issue domain")[1].split("Reboot (boot 2)")[0]
+    assert (
+        "user operator, role operator, granted meter.latest, utility.bill; users now: admin, "
+        "operator" in offline
+    )
+    step = out.split("Users and the host interface: a host call allowed and one refused")[1]
+    step = step.split("A MID:")[0]
+    assert "on a Unix socket (mode 0600)" in step
+    assert "user operator logs in (role operator, session 900 s)" in step
+    assert "the password never crosses the socket" in step
+    assert "user operator -> meter.latest (granted): allowed, " in step
+    assert (
+        "user operator -> utility.tariff (not granted): refused, DENIED (user 'operator' may "
+        "not call utility.tariff)" in step
+    )
+    assert "user operator with a wrong password: AUTH_FAILED" in step
+    assert "kernel event denied (host): utility.tariff: not granted to user 'operator'" in step
+    assert "kernel event login_failed (host): user 'operator'" in step
+    audit = out.split("Audit verification")[1]
+    assert "TRE-wide entries naming user 'operator' (the host interface): denied, login, " in (
+        audit
+    )
+    assert out.rstrip().endswith("demo completed")
+
+
 def test_console_script_runs_as_a_module():
     proc = subprocess.run(
         [sys.executable, "-m", "tre", "--version"], capture_output=True, text=True, timeout=60
