@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from . import _attest, _audit, _integrity, _ipc, _keystore, _mid
+from . import _attest, _audit, _host, _integrity, _ipc, _keystore, _mid
 
 #: scenario name -> (one-line description, main(argv, prog) -> exit status)
 SCENARIOS: dict[str, tuple[str, Callable[[Sequence[str], str], int]]] = {
@@ -20,6 +20,7 @@ SCENARIOS: dict[str, tuple[str, Callable[[Sequence[str], str], int]]] = {
     "integrity": _integrity.SCENARIO,
     "audit": _audit.SCENARIO,
     "mid": _mid.SCENARIO,
+    "host": _host.SCENARIO,
 }
 
 
