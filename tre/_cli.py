@@ -7,6 +7,7 @@ line on stderr; ``--json`` prints data for scripts wherever the output is data.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -30,6 +31,7 @@ from ._cli_root import add_root_commands
 from ._cli_user import add_user_commands
 from ._config import TREConfig, default_config, load_config
 from ._errors import TREError
+from ._hostserver import ServerLimits
 from ._loader import DomainSpec, resolve
 from ._policy import Policy
 
@@ -161,6 +163,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = None if args.state is not None else _config(args.config)
     if args.socket is not None and args.state is None:
         raise _UsageError("--socket needs --state (users live in a provisioned device)")
+    try:
+        socket_mode = int(args.socket_mode, 8)
+    except ValueError:
+        socket_mode = -1
+    if not 0 <= socket_mode <= 0o777 or socket_mode & 0o600 != 0o600:
+        raise _UsageError("--socket-mode must be octal permissions including 600, e.g. 660")
 
     async def run() -> dict[str, Any]:
         async with open_tre(config, state=args.state) as t, trio.open_nursery() as nursery:
@@ -173,7 +181,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             if args.socket is not None:
-                path = await nursery.start(t.serve_host, Path(args.socket))
+                serve = functools.partial(
+                    t.serve_host, Path(args.socket), limits=ServerLimits(mode=socket_mode)
+                )
+                path = await nursery.start(serve)
                 print(f"tre: serving the host interface on {path}", file=sys.stderr)
             try:
                 if args.duration is None:
@@ -249,7 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--socket",
         metavar="PATH",
-        help="serve the host interface on a Unix socket (mode 0600; needs --state)",
+        help="serve the host interface on a Unix socket (needs --state)",
+    )
+    p.add_argument(
+        "--socket-mode",
+        metavar="OCTAL",
+        default="600",
+        help="permissions of the socket file (default 600: its owner only)",
     )
     p.set_defaults(func=cmd_run)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ def test_run_socket_and_call_from_two_processes(
     assert code == 0, err
     sock = Path(f"/tmp/tre-cli-{os.getpid()}.sock")
     server = subprocess.Popen(
-        [*TRE, "run", "--state", str(state), "--socket", str(sock)],
+        [*TRE, "run", "--state", str(state), "--socket", str(sock), "--socket-mode", "660"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -41,6 +42,7 @@ def test_run_socket_and_call_from_two_processes(
             assert server.poll() is None, server.stderr.read() if server.stderr else ""
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.05)
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o660
         env = dict(os.environ, TRE_PASSWORD="admin-pw")
         done = subprocess.run(
             [*TRE, "call", "--socket", str(sock), "--user", "root", "oem", "info"],
@@ -73,3 +75,12 @@ def test_run_socket_and_call_from_two_processes(
             server.stderr.close()
     assert server.returncode == 130
     assert not sock.exists()  # the server removed its socket file
+
+
+def test_socket_options_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "run", "--socket", tmp_path / "s.sock")
+    assert code == 2 and "--socket needs --state" in err
+    for mode in ("9", "644x", "400", "1777"):
+        args = ("run", "--state", tmp_path, "--socket", tmp_path / "s.sock", "--socket-mode", mode)
+        code, _, err = cli(capsys, *args)
+        assert code == 2 and "--socket-mode" in err, mode
