@@ -238,11 +238,26 @@ class Device:
             if keys
             else None
         )
-        self.tre_measurement = tre_code_hash()
-        self.cdis = attestation.tre_cdis(uds, self.tre_measurement, self.authority)
+        self._tre_measurement: bytes | None = None
+        self._cdis: attestation.TreCdis | None = None
         self.records: dict[str, DomainRecord] = {
             row[0]: record_from_row(row) for row in store.read(read_domain_rows)
         }
+
+    @property
+    def tre_measurement(self) -> bytes:
+        """The measurement of the TRE's own code (every file of tre, ipc and attestation),
+        taken on first use: an offline operation that derives no key never reads the code."""
+        if self._tre_measurement is None:
+            self._tre_measurement = tre_code_hash()
+        return self._tre_measurement
+
+    @property
+    def cdis(self) -> attestation.TreCdis:
+        """The TRE's CDIs (from the device secret and :attr:`tre_measurement`)."""
+        if self._cdis is None:
+            self._cdis = attestation.tre_cdis(self._uds, self.tre_measurement, self.authority)
+        return self._cdis
 
     @property
     def device_key(self) -> Ed25519PrivateKey:

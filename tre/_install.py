@@ -303,9 +303,10 @@ def _install(
         kind = (
             "domain_transferred" if transfer else "domain_updated" if live else "domain_installed"
         )
-        outcome = _commit(
-            device, new_record, device.domain_keys(spec, new_record), old_keys, fresh, kind
-        )
+        # The new keys are derived only to re-seal migrated rows (deriving them measures
+        # the TRE's code: most installs need not).
+        new_keys = device.domain_keys(spec, new_record) if old_keys is not None else None
+        outcome = _commit(device, new_record, new_keys, old_keys, fresh, kind)
         committed = True
     finally:
         if not committed:
@@ -391,7 +392,7 @@ def _old_keys(device: Device, state_dir: Path, record: DomainRecord) -> DomainKe
 def _commit(
     device: Device,
     record: DomainRecord,
-    new_keys: DomainKeys,
+    new_keys: DomainKeys | None,
     old_keys: DomainKeys | None,
     fresh: bool,
     kind: str,
@@ -415,7 +416,7 @@ def _commit(
                     continue
                 secret = old_keys.row_secret(row) if old_keys is not None else None
                 device.key_index.update(conn, remove=[(domain, label)])
-                if secret is None:
+                if secret is None or new_keys is None:
                     conn.execute("DELETE FROM keys WHERE domain = ? AND label = ?", (domain, label))
                     counts["keys_erased"] += 1
                     continue
