@@ -239,7 +239,7 @@ def _domain_explanation(o: Outcome) -> str:
     rows = (
         ("install_package (whole)", "install"),
         ("  state lock + open the device + close", "open"),
-        ("    of which measuring the TRE's own code (read + SHA-256)", "tre_code_hash"),
+        ("  (for comparison: measuring the TRE's code, which installs skip)", "tre_code_hash"),
         ("  verify_package + check_files (in memory)", "verify"),
         ("  stage: files written + fsync'd, folders fsync'd, read back, rename", "stage"),
         ("    of which writing + fsync of the files and their folder", "write_fsync"),
@@ -263,7 +263,8 @@ def _domain_explanation(o: Outcome) -> str:
         f"{o.settings.domain_anatomy_calls} calls each, median of 3): verification "
         f"{share('verify')}; durable I/O: staging {share('stage')} (writing + fsync alone "
         f"{share('write_fsync')}) and the commit {share('commit')}; opening the device "
-        f"{share('open')} (measuring the TRE's own code {share('tre_code_hash')}); loading the "
+        f"{share('open')} (the TRE's code is no longer measured: nothing is derived from it "
+        f"unless rows are re-sealed); loading the "
         f"new code {share('load')}; rest {share('rest')}.",
     ]
     f = _figures(o)
