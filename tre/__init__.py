@@ -72,6 +72,7 @@ from ._plugin import Domain as Domain
 from ._plugin import service as service
 from ._policy import Decision as Decision
 from ._policy import Policy as Policy
+from ._policy import PortDecision as PortDecision
 from ._ports import NoSuchPort as NoSuchPort
 from ._ports import Port as Port
 from ._ports import PortBusy as PortBusy
@@ -142,6 +143,7 @@ __all__ = [
     "Port",
     "PortBusy",
     "PortClosed",
+    "PortDecision",
     "PortDenied",
     "PortEnd",
     "PortError",

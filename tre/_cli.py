@@ -117,10 +117,54 @@ def cmd_domains(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_ports(policy: Policy) -> None:
+    """The ports section of ``tre policy show``: each declared port, who may open it, and
+    the claims and grants that are refused."""
+    entries = policy.port_matrix()
+    if not policy.ports and not entries:
+        return
+    if policy.ports:
+        print("\nDevice ports (may open: claims it and is granted it; '-' = nobody):\n")
+        rows = [
+            [
+                name,
+                "exclusive" if spec.exclusive else "shared",
+                ", ".join(sorted(policy.port_access[name])) or "-",
+            ]
+            for name, spec in sorted(policy.ports.items())
+        ]
+        print(_table(rows, ["port", "mode", "may open"]))
+    else:
+        print("\nDevice ports: the config declares none.")
+    refused = [(d, p, x) for d, p, x in entries if not x.allowed]
+    if refused:
+        print("\nClaimed or granted but refused:")
+        for domain, port, decision in refused:
+            print(f"  {domain} -> port {port}: {decision.code} ({decision.reason})")
+
+
+def _ports_json(policy: Policy) -> dict[str, Any]:
+    return {
+        "declared": [
+            {
+                "port": name,
+                "exclusive": spec.exclusive,
+                "granted": sorted(spec.domains),
+                "domains": sorted(policy.port_access[name]),
+            }
+            for name, spec in sorted(policy.ports.items())
+        ],
+        "entries": [
+            {"domain": d, "port": p, "decision": x.code, "reason": x.reason}
+            for d, p, x in policy.port_matrix()
+        ],
+    }
+
+
 def cmd_policy_show(args: argparse.Namespace) -> int:
     config = _config(args.config)
     specs = resolve(config)
-    policy = Policy.compile((s.manifest for s in specs), config.host.calls)
+    policy = Policy.compile((s.manifest for s in specs), config.host.calls, ports=config.ports)
     entries = policy.matrix()
     if args.json:
         print_json(
@@ -131,6 +175,7 @@ def cmd_policy_show(args: argparse.Namespace) -> int:
                     {"caller": a, "callee": b, "method": m, "decision": d.code, "reason": d.reason}
                     for a, b, m, d in entries
                 ],
+                "ports": _ports_json(policy),
             }
         )
         return 0
@@ -151,6 +196,7 @@ def cmd_policy_show(args: argparse.Namespace) -> int:
             print(f"  {a} -> {b}.{m}: {d.code} ({d.reason})")
     if policy.isolated:
         print(f"\nIsolated domains: {', '.join(sorted(policy.isolated))}")
+    _print_ports(policy)
     print(f"\npolicy digest: {policy.digest()}")
     return 0
 
@@ -278,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("policy", help="inspect the compiled security policy")
     psub = p.add_subparsers(dest="policy_command", metavar="ACTION", parser_class=_Parser)
     psub.required = True
-    ps = psub.add_parser("show", help="the matrix of who may call what")
+    ps = psub.add_parser("show", help="the matrix of who may call what, and the device ports")
     config_opt(ps)
     ps.add_argument("--json", action="store_true", help="print every decision as JSON")
     ps.set_defaults(func=cmd_policy_show)

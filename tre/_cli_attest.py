@@ -43,7 +43,8 @@ def _offline_maker(state: Path) -> tuple[Device, EvidenceMaker]:
     """Evidence for a device that is not running: measured from its installed code."""
     device = Device.open_sync(state)
     specs = device_specs(state, device.config, device.records)
-    policy = Policy.compile((s.manifest for s in specs), device.config.host.calls)
+    config = device.config
+    policy = Policy.compile((s.manifest for s in specs), config.host.calls, ports=config.ports)
     keys = {spec.id: device.domain_keys(spec) for spec in specs}
     return device, EvidenceMaker(device, bytes.fromhex(policy.digest()), keys)
 

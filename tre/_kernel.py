@@ -68,7 +68,9 @@ class Kernel:
             s.id: DomainRuntime(s, dict(config.settings.get(s.id, {}))) for s in self.specs
         }
         self.host = Caller(HOST, config.host.max_outstanding, ipc.DEFAULT_LIMITS.max_frame_bytes)
-        self.policy = Policy.compile((s.manifest for s in self.specs), config.host.calls)
+        self.policy = Policy.compile(
+            (s.manifest for s in self.specs), config.host.calls, ports=config.ports
+        )
         self.events: collections.deque[KernelEvent] = collections.deque(maxlen=EVENT_HISTORY)
         self.deadlines = DeadlineQueue(self._expire)
         self.codec = ipc.LocalCodec()
@@ -82,8 +84,8 @@ class Kernel:
         self.audit_calls = config.audit_calls
         #: set at boot on a provisioned device (see tre/_integrity.py)
         self.integrity: IntegrityMonitor | None = None
-        #: the device ports of the config and their claims (see tre/_ports.py)
-        self.ports = PortRegistry(config.ports, self.record)
+        #: the device ports of the policy and their claims (see tre/_ports.py)
+        self.ports = PortRegistry(self.policy, self.record)
 
     # --- state ---------------------------------------------------------------------------
 

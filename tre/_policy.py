@@ -15,6 +15,23 @@ domains it did not declare:
 3. the callee must not be isolated -> else DENIED;
 4. the callee must offer the method -> else NO_SUCH_METHOD;
 5. the callee must allow this caller for that method -> else DENIED.
+
+Device ports (tre/_ports.py) follow the same rule: a domain may open a port only when its
+manifest *claims* it and the config declares it and *grants* it to the domain.
+:meth:`Policy.check_port` says whether and why (the kernel's :class:`PortRegistry` asks it
+on every ``ctx.open_port``); its checks, in order, leak nothing about unclaimed ports:
+
+1. the domain must be installed -> else NO_SUCH_DOMAIN (only for a grant to a domain that
+   is not, in the listing of ``tre policy show``; a running domain is installed);
+2. the manifest must claim the port -> else PORT_DENIED;
+3. the config must declare it -> else NO_SUCH_PORT;
+4. the config must grant it to the domain -> else PORT_DENIED.
+
+Whether an exclusive port is free is not policy but state: the registry checks it after.
+
+The digest (carried in attestation evidence) covers the effective policy: the allowed call
+edges, the isolated domains and, per port someone may open, its exclusivity and the
+domains that may open it. Offers, grants and claims nobody can use change nothing.
 """
 
 from __future__ import annotations
@@ -25,10 +42,11 @@ from collections.abc import Iterable, Mapping
 import attrs
 import msgpack
 
+from ._config import PortSpec
 from ._errors import CallError, Denied, NoSuchDomain, NoSuchMethod
 from ._manifest import HOST, Manifest
 
-__all__ = ["Decision", "Policy"]
+__all__ = ["Decision", "Policy", "PortDecision"]
 
 
 @attrs.frozen
@@ -50,6 +68,25 @@ _OK = Decision(True, "OK", "both manifests agree")
 
 
 @attrs.frozen
+class PortDecision:
+    """The result of :meth:`Policy.check_port`: may the domain open the port, and why.
+
+    ``reason`` never names the port or the domain (the kernel records it next to a name it
+    has shortened first: a hostile domain chooses the names it asks for)."""
+
+    allowed: bool
+    code: str  # "OK", "PORT_DENIED", "NO_SUCH_PORT" or "NO_SUCH_DOMAIN"
+    reason: str
+
+
+_PORT_OK = PortDecision(True, "OK", "claimed in its manifest and granted by the TRE config")
+_NOT_INSTALLED = PortDecision(False, "NO_SUCH_DOMAIN", "granted to a domain that is not installed")
+_NOT_CLAIMED = PortDecision(False, "PORT_DENIED", "not claimed in its manifest")
+_NOT_DECLARED = PortDecision(False, "NO_SUCH_PORT", "not declared in the TRE config")
+_NOT_GRANTED = PortDecision(False, "PORT_DENIED", "not granted by the TRE config")
+
+
+@attrs.frozen
 class Policy:
     """A compiled policy. Build it with :meth:`compile`."""
 
@@ -60,19 +97,42 @@ class Policy:
     #: callee -> method -> allowed callers
     offered: Mapping[str, Mapping[str, frozenset[str]]]
     isolated: frozenset[str]
+    #: port name -> its declaration in the config (exclusivity, grant, buffer)
+    ports: Mapping[str, PortSpec] = attrs.field(factory=dict)
+    #: installed domain -> the ports its manifest claims
+    port_claims: Mapping[str, frozenset[str]] = attrs.field(factory=dict)
+    #: declared port -> the domains that may open it: they claim it and the config grants it
+    port_access: Mapping[str, frozenset[str]] = attrs.field(factory=dict)
 
     @classmethod
     def compile(
-        cls, manifests: Iterable[Manifest], host_calls: Mapping[str, frozenset[str]] | None = None
+        cls,
+        manifests: Iterable[Manifest],
+        host_calls: Mapping[str, frozenset[str]] | None = None,
+        *,
+        ports: Mapping[str, PortSpec] | None = None,
     ) -> Policy:
+        """Compile the manifests of the installed domains, what the host may call, and the
+        config's device ports (``config.ports``: port name -> :class:`~tre.PortSpec`)."""
         by_id = {m.id: m for m in manifests}
+        declared_ports = dict(ports or {})
+        for name, spec in declared_ports.items():
+            if spec.name != name:
+                raise ValueError(f"port {name!r} is declared with the name {spec.name!r}")
+        port_claims = {m.id: frozenset(m.ports) for m in by_id.values()}
+        port_access = {
+            name: frozenset(d for d in spec.domains if name in port_claims.get(d, ()))
+            for name, spec in declared_ports.items()
+        }
         declared: dict[str, Mapping[str, frozenset[str]]] = {
             m.id: dict(m.calls) for m in by_id.values()
         }
         declared[HOST] = dict(host_calls or {})
         offered = {m.id: dict(m.services) for m in by_id.values()}
         isolated = frozenset(m.id for m in by_id.values() if m.isolated)
-        policy = cls(frozenset(), declared, offered, isolated)
+        policy = cls(
+            frozenset(), declared, offered, isolated, declared_ports, port_claims, port_access
+        )
         edges = {
             (caller, callee, method)
             for caller, calls in declared.items()
@@ -137,8 +197,40 @@ class Policy:
         }
         return [(a, b, m, self.evaluate(a, b, m)) for a, b, m in sorted(triples)]
 
+    def check_port(self, domain: str, port: str) -> PortDecision:
+        """Say whether ``domain`` may open the device port ``port``, and why (the order of
+        the checks is in the module docstring)."""
+        if domain in self.port_access.get(port, ()):
+            return _PORT_OK
+        claims = self.port_claims.get(domain)
+        if claims is None:
+            return _NOT_INSTALLED
+        if port not in claims:
+            return _NOT_CLAIMED
+        if port not in self.ports:
+            return _NOT_DECLARED
+        return _NOT_GRANTED
+
+    def port_matrix(self) -> list[tuple[str, str, PortDecision]]:
+        """Every (domain, port) that a manifest claims or the config grants, with its
+        decision, sorted."""
+        pairs = {(domain, port) for domain, ports in self.port_claims.items() for port in ports}
+        pairs |= {(domain, name) for name, spec in self.ports.items() for domain in spec.domains}
+        return [(d, p, self.check_port(d, p)) for d, p in sorted(pairs)]
+
     def digest(self) -> str:
-        """SHA-256 (hex) of the canonical encoding of the allowed edges and isolated set;
-        later carried in attestation evidence."""
-        canon = msgpack.packb([sorted(self.edges), sorted(self.isolated)], use_bin_type=True)
-        return hashlib.sha256(canon).hexdigest()
+        """SHA-256 (hex) of the canonical encoding of the effective policy; carried in
+        attestation evidence. It covers the allowed call edges, the isolated set and, for
+        each port that some domain may open, the port's name, whether it is exclusive and
+        the domains that may open it. (With no such port the encoding is the one of the
+        calls alone, as before ports were part of the policy: the digest of a device on
+        which no domain may open a port did not change.)"""
+        canon: list[object] = [sorted(self.edges), sorted(self.isolated)]
+        grants = [
+            (name, self.ports[name].exclusive, sorted(domains))
+            for name, domains in sorted(self.port_access.items())
+            if domains
+        ]
+        if grants:
+            canon.append(grants)
+        return hashlib.sha256(msgpack.packb(canon, use_bin_type=True)).hexdigest()

@@ -10,6 +10,10 @@ declared in the TRE config (``[ports.NAME]``). A domain opens one with
 4. an exclusive port is not held by another live claim (one of this domain's included),
    else :class:`PortBusy`. A shared port (``exclusive = false``) may be held by several.
 
+Checks 1 to 3 are the compiled policy's (:meth:`tre.Policy.check_port`): the registry is
+built from that policy and keeps no grants of its own, so what ``tre policy show`` lists
+and the attestation evidence's policy digest covers is what the kernel enforces.
+
 The claim is checked first, as in the call policy: a domain learns nothing about ports it
 did not claim. A claim ends when its handle is closed, or when the generation that opened
 it ends: the domain faults, is stopped or locked, or the TRE shuts down. It ends at once: a
@@ -29,7 +33,7 @@ sends is read by whichever holder reads it first.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import trio
@@ -38,6 +42,7 @@ from ipc import TREError
 
 from ._config import PortSpec
 from ._errors import Aborted
+from ._policy import Policy
 
 if TYPE_CHECKING:
     from ._records import DomainRuntime
@@ -267,12 +272,12 @@ class PortEnd:
 
 
 class PortRegistry:
-    """The kernel's record of the declared ports and who holds them."""
+    """The kernel's record of the declared ports and who holds them. The ports, and who may
+    open each, are those of the compiled ``policy``."""
 
-    def __init__(
-        self, ports: Mapping[str, PortSpec], record: Callable[[str, str, str], None]
-    ) -> None:
-        self._lines = {name: _Line(spec) for name, spec in ports.items()}
+    def __init__(self, policy: Policy, record: Callable[[str, str, str], None]) -> None:
+        self._policy = policy
+        self._lines = {name: _Line(spec) for name, spec in policy.ports.items()}
         self._record = record
         #: set once the TRE shuts down: every claim has ended and nothing opens again
         self.closed = False
@@ -284,19 +289,18 @@ class PortRegistry:
             raise Aborted(f"this context of {rt.id!r} is no longer live")
         if not isinstance(name, str):
             raise TypeError(f"a port name is a str, not {type(name).__name__}")
+        # A plain copy: a str subclass of the domain's could hash and compare one way when
+        # the policy is asked and another when the port is looked up.
+        name = str.__str__(name)
         if self.closed:
             raise PortClosed("the TRE is shutting down")
         label = repr(name[:32]) + ("..." if len(name) > 32 else "")
-        if name not in rt.spec.manifest.ports:
-            self._record("denied", rt.id, f"port {label}: not claimed in its manifest")
-            raise PortDenied(f"{rt.id!r} does not claim port {label} in its manifest")
-        line = self._lines.get(name)
-        if line is None:
-            self._record("denied", rt.id, f"port {label}: not declared in the TRE config")
-            raise NoSuchPort(f"the TRE config declares no port {label}")
-        if rt.id not in line.spec.domains:
-            self._record("denied", rt.id, f"port {label}: not granted by the TRE config")
-            raise PortDenied(f"the TRE config does not grant port {label} to {rt.id!r}")
+        decision = self._policy.check_port(rt.id, name)
+        if not decision.allowed:
+            self._record("denied", rt.id, f"port {label}: {decision.reason}")
+            error = NoSuchPort if decision.code == "NO_SUCH_PORT" else PortDenied
+            raise error(f"{rt.id!r} may not open port {label}: {decision.reason}")
+        line = self._lines[name]
         self.prune(line)
         if line.spec.exclusive and line.holders:
             raise PortBusy(f"port {label} is exclusive and in use")

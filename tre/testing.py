@@ -14,6 +14,17 @@ Boot a small TRE around your domain and call it as the host::
 ``spec`` builds a manifest in code (defaults for everything not given);
 ``load_domain_dir`` loads a real plugin folder with its ``domain.toml``.
 Use pytest-trio's ``autojump_clock`` fixture to make deadlines and rate limits instant.
+
+A domain that uses a device port claims it (``spec(..., ports=["modem"])``) and the test
+declares and grants it, without a TOML config, then plays the device through
+``t.port(name)``::
+
+    async with open_test_tre(
+        spec(Mno, ports=["modem"]),
+        host_calls={"mno": ["signal"]},
+        ports={"modem": ["mno"]},  # exclusive, granted to mno
+    ) as t:
+        ...
 """
 
 from __future__ import annotations
@@ -22,14 +33,14 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
-from ._config import HostPolicy, TREConfig
+from ._config import HostPolicy, PortSpec, TREConfig, parse_config
 from ._errors import ConfigError
 from ._loader import DomainSpec, check_spec, load_domain_dir
 from ._manifest import parse_manifest
 from ._plugin import Domain
 from ._runtime import TRE, open_tre
 
-__all__ = ["load_domain_dir", "open_test_tre", "spec"]
+__all__ = ["PortGrant", "load_domain_dir", "open_test_tre", "spec"]
 
 
 def spec(
@@ -68,14 +79,51 @@ def spec(
     return check_spec(parse_manifest(data, f"<spec {data['id']}>"), cls)
 
 
+#: What ``open_test_tre(ports=...)`` takes for one port: the ids of the domains granted an
+#: exclusive port, a ``[ports.NAME]`` table of the config, or a :class:`~tre.PortSpec`.
+PortGrant = PortSpec | Mapping[str, Any] | Iterable[str]
+
+
+def _port_table(name: str, grant: PortGrant) -> Mapping[str, Any]:
+    if isinstance(grant, PortSpec):
+        if grant.name != name:
+            raise ConfigError("<test>", f"ports.{name}", f"is a PortSpec named {grant.name!r}")
+        return {
+            "exclusive": grant.exclusive,
+            "domains": sorted(grant.domains),
+            "description": grant.description,
+            "buffer": grant.buffer,
+        }
+    if isinstance(grant, Mapping):
+        return grant
+    if isinstance(grant, str):  # one id is iterable too, as its letters: refuse it
+        raise ConfigError("<test>", f"ports.{name}", "give a list of domain ids, not a str")
+    return {"domains": list(grant)}
+
+
+def _declare_ports(ports: Mapping[str, PortGrant]) -> dict[str, PortSpec]:
+    """The ``[ports]`` of a TRE config from ``open_test_tre``'s forms, validated like a
+    config file (a bad one raises :class:`~tre.ConfigError` naming the key)."""
+    tables = {name: _port_table(name, grant) for name, grant in ports.items()}
+    return dict(parse_config({"ports": tables}, "<test>").ports)
+
+
 @contextlib.asynccontextmanager
 async def open_test_tre(
     *domains: DomainSpec,
     host_calls: Mapping[str, Iterable[str]] | None = None,
     settings: Mapping[str, Mapping[str, Any]] | None = None,
     enable: Iterable[str] = (),
+    ports: Mapping[str, PortGrant] | None = None,
 ) -> AsyncIterator[TRE]:
-    """Boot a TRE holding just ``domains`` (plus installed plugins named in ``enable``)."""
+    """Boot a TRE holding just ``domains`` (plus installed plugins named in ``enable``).
+
+    ``ports`` declares device ports, as a config's ``[ports.NAME]`` tables would: port
+    name -> the ids of the domains it is granted to (an exclusive port with the default
+    buffer), or a table with the config's keys (``{"exclusive": False, "domains":
+    ["a", "b"], "buffer": 64}``), or a :class:`~tre.PortSpec` of that name. Each domain
+    must still claim the port in its manifest (``spec(..., ports=["modem"])``).
+    """
     config = TREConfig(
         name="test",
         path="<test>",
@@ -84,6 +132,7 @@ async def open_test_tre(
             calls={d: frozenset(ms) for d, ms in (host_calls or {}).items()},
         ),
         settings=dict(settings or {}),
+        ports=_declare_ports(ports or {}),
     )
     async with open_tre(config, domains=domains) as t:
         yield t
