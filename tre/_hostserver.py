@@ -13,7 +13,8 @@ A connection first logs in, then calls, one request at a time::
 malformed or oversized frame, or a failed login gets one ERROR envelope and the connection
 is closed. Limits (:class:`ServerLimits`): a login must finish within ``login_timeout``; a
 logged-in connection idle (or stuck inside a half-sent frame) for ``idle_timeout`` is
-closed; at most ``max_clients`` connections at once (the next one gets ``BUSY`` and is
+closed, and so is one that does not read its replies for as long; at most
+``max_clients`` connections at once (the next one gets ``BUSY`` and is
 closed); frames up to ``max_frame_bytes``. A client can only hurt its own connection: each
 runs in its own task, and a user's calls share that user's outstanding-call budget.
 
@@ -61,12 +62,21 @@ class _Connection:
         self.stream = stream
         self.limits = ipc.Limits(max_frame_bytes=limits.max_frame_bytes)
         self.decoder = ipc.FrameDecoder(self.limits)
+        self.send_timeout = limits.idle_timeout
 
     async def send(self, envelope: ipc.Envelope) -> None:
-        try:
-            await self.stream.send_all(ipc.frame(envelope, self.limits))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise _Closed from None
+        await self.send_bytes(ipc.frame(envelope, self.limits))
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send, or :class:`_Closed` if the peer does not read within the idle timeout (a
+        client that sends requests and never reads its replies cannot pin a task)."""
+        with trio.move_on_after(self.send_timeout):
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                raise _Closed from None
+            return
+        raise _Closed
 
     async def error(self, msgid: int, code: str, message: str) -> None:
         await self.send(ipc.Error(msgid, code, message[:1000]))
@@ -159,10 +169,7 @@ async def _serve_calls(session: HostSession, conn: _Connection, limits: ServerLi
         except ipc.InvalidFrame as exc:
             await conn.error(request.msgid, "TOO_LARGE", f"the reply cannot be sent: {exc}")
             continue
-        try:
-            await conn.stream.send_all(reply)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise _Closed from None
+        await conn.send_bytes(reply)
 
 
 async def _handle(

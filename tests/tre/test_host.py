@@ -428,3 +428,32 @@ async def test_the_password_never_crosses_the_socket(state: Path, tmp_path: Path
         ):
             assert form not in stream
         assert msgpack.packb("op-password") not in stream
+
+
+async def test_a_client_that_never_reads_its_replies_is_closed(state: Path, tmp_path: Path) -> None:
+    limits = ServerLimits(idle_timeout=0.5)
+    async with booted(state) as t, serving(t, sock_path(tmp_path), limits) as path:
+
+        def flood() -> bool:
+            auth = ipc.ClientAuth("op", "op-password")
+            with _raw(path) as s:
+                _send(s, ipc.Request(1, "auth.hello", auth.hello()))
+                challenge = _recv(s)
+                assert isinstance(challenge, ipc.Response)
+                _send(s, ipc.Request(2, "auth.answer", auth.answer(challenge.body)))
+                # Requests without ever reading a reply, until the server gives up on us.
+                s.settimeout(0.05)
+                call = ipc.frame(ipc.Request(3, "call", {"domain": "oem", "method": "info"}))
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    try:
+                        s.sendall(call * 64)
+                    except (TimeoutError, BlockingIOError):
+                        continue  # our own buffer is full: keep trying
+                    except (BrokenPipeError, ConnectionResetError):
+                        return True  # the server closed the connection
+                return False
+
+        assert await in_thread(flood)
+        # The server and the domains are fine.
+        assert await in_thread(lambda: login_and_call(path, "op", "op-password", "oem", "info"))
