@@ -26,18 +26,31 @@ import trio
 
 import ipc
 
+from ._bucket import TokenBucket
 from ._errors import Denied
 from ._manifest import HOST
 from ._records import Caller
-from ._users import User, Users, may_call
+from ._users import User, UserLocked, Users, may_call
 
 if TYPE_CHECKING:
     from ._kernel import Kernel
 
-__all__ = ["SESSION_LIFETIME", "HostGateway", "HostSession", "SessionExpired"]
+__all__ = [
+    "LOGIN_BURST",
+    "LOGIN_RATE",
+    "SESSION_LIFETIME",
+    "HostGateway",
+    "HostSession",
+    "SessionExpired",
+]
 
 #: How long a login lasts (seconds of trio time); then the client logs in again.
 SESSION_LIFETIME = 900.0
+#: Login attempts the whole gateway takes per second (sustained, and in a burst): each
+#: costs a durable write, shared with the domains' keystores, so a flood of logins (with
+#: made-up names, which no per-user lockout stops) must not starve them.
+LOGIN_RATE = 50.0
+LOGIN_BURST = 200
 
 
 class SessionExpired(ipc.TREError):
@@ -86,6 +99,7 @@ class HostGateway:
         self.kernel = kernel
         self.users = users
         self.lifetime = lifetime
+        self.logins = TokenBucket(LOGIN_RATE, LOGIN_BURST, trio.current_time())
         #: answers challenges for unknown user names with stable decoys (no enumeration)
         self._decoy_key = os.urandom(32)
         #: per-user callers: each user has its own outstanding-call budget
@@ -97,6 +111,9 @@ class HostGateway:
     async def begin(self, hello: Mapping[str, Any]) -> ipc.ServerAuth:
         """First step of a login: check the hello and the user's lockout, make the
         challenge. Raises :class:`ipc.AuthFailed` (or its :class:`UserLocked`)."""
+        if not self.logins.take(trio.current_time()):
+            self.kernel.record("login_refused", HOST, "too many login attempts")
+            raise UserLocked(1.0 / LOGIN_RATE)
         name = hello.get("user") if isinstance(hello, Mapping) else None
         verifier = None
         if isinstance(name, str) and ipc.USER_RE.fullmatch(name):

@@ -457,3 +457,24 @@ async def test_a_client_that_never_reads_its_replies_is_closed(state: Path, tmp_
         assert await in_thread(flood)
         # The server and the domains are fine.
         assert await in_thread(lambda: login_and_call(path, "op", "op-password", "oem", "info"))
+
+
+async def test_a_flood_of_logins_is_rate_limited_before_it_reaches_the_store(state: Path) -> None:
+    from tre._host import LOGIN_BURST
+
+    async with booted(state) as t:
+        gateway = t._gateway
+        assert gateway is not None
+        writes_before = gateway.kernel.device.store.sync.generation()
+        refused = 0
+        for i in range(LOGIN_BURST + 20):
+            hello = ipc.ClientAuth(f"made-up-{i}", "x").hello()
+            try:
+                await gateway.begin(hello)
+            except UserLocked as exc:
+                refused += 1
+                assert exc.retry_after is not None and exc.retry_after <= 1
+        assert refused > 0  # (the bucket refills at LOGIN_RATE while the loop runs)
+        assert any(e.kind == "login_refused" for e in t.events)
+        # begin() itself writes nothing; the limit holds before any failure is recorded.
+        assert gateway.kernel.device.store.sync.generation() == writes_before
