@@ -100,6 +100,7 @@ class HostGateway:
         self.users = users
         self.lifetime = lifetime
         self.logins = TokenBucket(LOGIN_RATE, LOGIN_BURST, trio.current_time())
+        self._refusing = False
         #: answers challenges for unknown user names with stable decoys (no enumeration)
         self._decoy_key = os.urandom(32)
         #: per-user callers: each user has its own outstanding-call budget
@@ -112,8 +113,11 @@ class HostGateway:
         """First step of a login: check the hello and the user's lockout, make the
         challenge. Raises :class:`ipc.AuthFailed` (or its :class:`UserLocked`)."""
         if not self.logins.take(trio.current_time()):
-            self.kernel.record("login_refused", HOST, "too many login attempts")
+            if not self._refusing:  # one record per flood, not one per attempt
+                self._refusing = True
+                self.kernel.record("login_refused", HOST, "too many login attempts")
             raise UserLocked(1.0 / LOGIN_RATE)
+        self._refusing = False
         name = hello.get("user") if isinstance(hello, Mapping) else None
         verifier = None
         if isinstance(name, str) and ipc.USER_RE.fullmatch(name):
