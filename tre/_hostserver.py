@@ -58,32 +58,53 @@ class _Closed(Exception):
 
 
 class _Connection:
+    """One client's connection. Timeouts are one watchdog task per connection, not a
+    cancel scope per read or write (entering one costs a few microseconds, as much as the
+    rest of the server's work for a call): the connection keeps the trio time by which its
+    current wait for the peer must end (``deadline``; infinite while no such wait is under
+    way, e.g. during a call into a domain), and the watchdog cancels the connection once a
+    deadline passes. It checks at the deadline it last saw, so a timeout fires within one
+    timeout period of its deadline at the latest."""
+
     def __init__(self, stream: trio.SocketStream, limits: ServerLimits) -> None:
         self.stream = stream
         self.limits = ipc.Limits(max_frame_bytes=limits.max_frame_bytes)
         self.decoder = ipc.FrameDecoder(self.limits)
-        self.send_timeout = limits.idle_timeout
+        self.idle_timeout = limits.idle_timeout
+        self.deadline = math.inf
+        self.timed_out = False
+
+    async def watchdog(self, scope: trio.CancelScope) -> None:
+        while True:
+            deadline = self.deadline
+            now = trio.current_time()
+            if now >= deadline:
+                self.timed_out = True
+                scope.cancel()
+                return
+            await trio.sleep(min(deadline - now, self.idle_timeout))
 
     async def send(self, envelope: ipc.Envelope) -> None:
         await self.send_bytes(ipc.frame(envelope, self.limits))
 
     async def send_bytes(self, data: bytes) -> None:
-        """Send, or :class:`_Closed` if the peer does not read within the idle timeout (a
-        client that sends requests and never reads its replies cannot pin a task)."""
-        with trio.move_on_after(self.send_timeout):
-            try:
-                await self.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                raise _Closed from None
-            return
-        raise _Closed
+        """Send, or :class:`_Closed`; a peer that does not read its replies for the idle
+        timeout is cut off by the watchdog (it cannot pin a task)."""
+        outer = self.deadline
+        if outer == math.inf:
+            self.deadline = trio.current_time() + self.idle_timeout
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise _Closed from None
+        self.deadline = outer
 
     async def error(self, msgid: int, code: str, message: str) -> None:
         await self.send(ipc.Error(msgid, code, message[:1000]))
 
     async def receive(self, deadline: float) -> ipc.Envelope:
-        """The next envelope before ``deadline`` (trio time); :class:`_Closed` on end of
-        stream or timeout, :class:`ipc.InvalidFrame` on bad bytes."""
+        """The next envelope, waiting for the peer until ``deadline`` (trio time) at most;
+        :class:`_Closed` at the end of the stream, :class:`ipc.InvalidFrame` on bad bytes."""
         while True:
             event = self.decoder.next_event()
             if event is ipc.CLOSED:
@@ -91,18 +112,16 @@ class _Connection:
             if event is not ipc.NEED_DATA:
                 assert isinstance(event, ipc.Request | ipc.Response | ipc.Notification | ipc.Error)
                 return event
-            with trio.move_on_at(deadline):
-                try:
-                    data = await self.stream.receive_some(65536)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    raise _Closed from None
-                self.decoder.receive_data(data)
-                continue
-            raise _Closed  # timed out (silent, or stuck inside a frame)
+            self.deadline = deadline
+            try:
+                data = await self.stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                raise _Closed from None
+            self.decoder.receive_data(data)
 
 
 async def _login(gateway: HostGateway, conn: _Connection, limits: ServerLimits) -> HostSession:
-    deadline = trio.current_time() + limits.login_timeout
+    deadline = conn.deadline = trio.current_time() + limits.login_timeout  # the whole login
     hello = await conn.receive(deadline)
     if not isinstance(hello, ipc.Request) or hello.method != "auth.hello":
         await conn.error(getattr(hello, "msgid", 0), "AUTH_REQUIRED", "log in first")
@@ -142,6 +161,7 @@ async def _login(gateway: HostGateway, conn: _Connection, limits: ServerLimits) 
 async def _serve_calls(session: HostSession, conn: _Connection, limits: ServerLimits) -> None:
     while True:
         request = await conn.receive(trio.current_time() + limits.idle_timeout)
+        conn.deadline = math.inf  # no wait for the peer until the reply is sent
         if not isinstance(request, ipc.Request) or request.method != "call":
             await conn.error(getattr(request, "msgid", 0), "BAD_REQUEST", "only 'call' requests")
             raise _Closed
@@ -176,21 +196,32 @@ async def _handle(
     gateway: HostGateway, stream: trio.SocketStream, limits: ServerLimits, slots: list[int]
 ) -> None:
     conn = _Connection(stream, limits)
-    try:
-        if slots[0] >= limits.max_clients:
-            await conn.error(0, "BUSY", f"at most {limits.max_clients} connections")
-            return
-        slots[0] += 1
+
+    async def converse(scope: trio.CancelScope) -> None:
         try:
             session = await _login(gateway, conn, limits)
             await _serve_calls(session, conn, limits)
+        except ipc.InvalidFrame as exc:
+            conn.deadline = trio.current_time() + 1.0
+            with contextlib.suppress(_Closed):
+                await conn.error(0, exc.code, f"{exc.reason}: the connection is closed")
+        except _Closed:
+            pass
+        scope.cancel()  # done: stop the watchdog
+
+    try:
+        if slots[0] >= limits.max_clients:
+            conn.deadline = trio.current_time() + 1.0
+            with trio.move_on_after(1), contextlib.suppress(_Closed):
+                await conn.error(0, "BUSY", f"at most {limits.max_clients} connections")
+            return
+        slots[0] += 1
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(conn.watchdog, nursery.cancel_scope)
+                await converse(nursery.cancel_scope)
         finally:
             slots[0] -= 1
-    except ipc.InvalidFrame as exc:
-        with trio.move_on_after(1), contextlib.suppress(_Closed):
-            await conn.error(0, exc.code, f"{exc.reason}: the connection is closed")
-    except _Closed:
-        pass
     finally:
         await trio.aclose_forcefully(stream)
 
