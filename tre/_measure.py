@@ -35,14 +35,15 @@ __all__ = [
 ]
 
 _SKIP_DIRS = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
-_SKIP_SUFFIXES = frozenset({".pyc", ".pyo"})
 
 
 def code_files(root: Path) -> Iterator[tuple[str, Path]]:
     """(relative posix path, path) of every file under ``root`` that counts as code, sorted.
 
     A symbolic link (to a file or a folder) is listed as itself and never followed: see
-    :func:`read_code`. Bytecode caches are left out (see the README on what that means).
+    :func:`read_code`. Bytecode *caches* (``__pycache__`` folders) are left out (see the
+    README on what that means); a ``.pyc`` file anywhere else is a sourceless module that
+    Python imports, so it is code and it is measured.
     """
     found: list[tuple[str, Path]] = []
     for folder, dirs, files in os.walk(root):
@@ -50,8 +51,6 @@ def code_files(root: Path) -> Iterator[tuple[str, Path]]:
         dirs[:] = [d for d in dirs if d not in _SKIP_DIRS]
         for name in [*files, *(d for d in dirs if (base / d).is_symlink())]:
             path = base / name
-            if path.suffix in _SKIP_SUFFIXES:
-                continue
             found.append((path.relative_to(root).as_posix(), path))
     found.sort()
     return iter(found)
