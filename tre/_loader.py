@@ -8,12 +8,14 @@ named by its ``entry = "module:Class"``. The loader checks that the class is a
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import inspect
 import sys
 from collections.abc import Iterable
 from importlib import metadata, resources
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -71,6 +73,15 @@ def check_spec(manifest: Manifest, cls: object) -> DomainSpec:
     return DomainSpec(manifest, cls)
 
 
+class _SourceOnlyLoader(importlib.machinery.SourceFileLoader):
+    """Compiles a folder plugin's entry module from its source, every time: it never reads
+    (or writes) a bytecode cache, so the code that runs is the code the integrity check
+    measured, not a ``__pycache__`` file planted with a header that matches the source."""
+
+    def get_code(self, fullname: str) -> Any:
+        return self.source_to_code(self.get_data(self.path), self.path)
+
+
 def _import_entry(manifest: Manifest, folder: Path | None, strict: bool = False) -> object:
     module_name, _, class_name = manifest.entry.partition(":")
     module = None
@@ -85,6 +96,7 @@ def _import_entry(manifest: Manifest, folder: Path | None, strict: bool = False)
                 spec = importlib.util.spec_from_file_location(
                     unique,
                     candidate,
+                    loader=_SourceOnlyLoader(unique, str(candidate)),
                     submodule_search_locations=[str(candidate.parent)]
                     if candidate.name == "__init__.py"
                     else None,

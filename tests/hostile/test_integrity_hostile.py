@@ -319,11 +319,14 @@ async def test_boot_refuses_tre_code_python_would_run_but_the_manifest_lacks(
     await boot_refused(rig)
 
 
-@pytest.mark.xfail(strict=True, reason=_UNMEASURED_BUG + " (in a domain, too)")
-async def test_boot_locks_a_domain_whose_pycache_was_tampered(tmp_path: Path) -> None:
-    """The loader imports the domain's module through its ``__pycache__`` file: the
-    tampered code runs, while the check (and the measurement its keys are bound to)
-    see the untouched source."""
+async def test_a_folder_domains_entry_module_never_runs_from_its_pycache(
+    tmp_path: Path,
+) -> None:
+    """A tampered ``__pycache__`` file with a header that matches the untouched source:
+    the loader of folder domains compiles the entry module from its source every time, so
+    the planted code never runs (the check, and the measurement its keys are bound to,
+    see what runs). The gap remains for the TRE's own code and for modules a domain
+    imports itself (the strict xfail above; README, "Code-base integrity")."""
     rig = make_rig(tmp_path)
     source = rig.plugins[D] / CODE_FILE
     cfile = _pyc_for(source)
@@ -332,8 +335,8 @@ async def test_boot_locks_a_domain_whose_pycache_was_tampered(tmp_path: Path) ->
     cfile.write_bytes(header + marshal.dumps(code))
     async with booted(rig) as t:
         module = sys.modules[t._kernel.domains[D].spec.cls.__module__]
-        ran_tampered = getattr(module, "TAMPERED", False)
-        assert t.domain(D).state == "locked", f"running; tampered code ran: {ran_tampered}"
+        assert getattr(module, "TAMPERED", False) is False
+        assert t.domain(D).state == "running"
 
 
 # --- a file that vanishes while a check reads it -------------------------------------------------
