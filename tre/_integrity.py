@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 import attestation
 from ipc import TREError
 
+from ._bytecode import bytecode_mismatches
 from ._measure import code_files, file_digests, read_code, read_tree, tre_roots
 
 if TYPE_CHECKING:
@@ -187,6 +188,13 @@ def compare(
     return None
 
 
+def _bytecode_problem(scope: str, files: list[str]) -> Mismatch | None:
+    """Cache files Python would run instead of the measured sources (tre/_bytecode.py)."""
+    if not files:
+        return None
+    return Mismatch(scope, changed=tuple(f"{f} (its __pycache__ bytecode)" for f in files))
+
+
 # --- checking at run time ------------------------------------------------------------------------
 
 
@@ -253,10 +261,20 @@ class IntegrityMonitor:
                 if self._tre_reference is not None
                 else self._manifest(TRE_SCOPE, self._tre_key)
             )
-            files = read_tree(self.roots or tre_roots())
+            roots = self.roots or tre_roots()
+            files = read_tree(roots)
             # The same bytes give the TRE measurement that attestation evidence carries.
             self.tre_code_hash = attestation.hash_files(files)
             tre_problem = compare(TRE_SCOPE, expected, file_digests(files))
+            if tre_problem is None:
+                tre_problem = _bytecode_problem(
+                    TRE_SCOPE,
+                    [
+                        f"{name}/{rel}"
+                        for name, root in roots.items()
+                        for rel in bytecode_mismatches(root)
+                    ],
+                )
         except IntegrityError as exc:
             tre_problem = Mismatch(TRE_SCOPE, changed=(exc.message,))
         except OSError as exc:  # a file vanished or became unreadable during the check
@@ -266,6 +284,9 @@ class IntegrityMonitor:
             try:
                 expected = self._manifest(domain_id, key)
                 problem = compare(domain_id, expected, measure_scope(domain_id, spec, None))
+                folder = spec.manifest.directory
+                if problem is None and folder is not None:
+                    problem = _bytecode_problem(domain_id, bytecode_mismatches(Path(folder)))
             except IntegrityError as exc:
                 problem = Mismatch(domain_id, changed=(exc.message,))
             except OSError as exc:

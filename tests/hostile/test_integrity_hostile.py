@@ -266,20 +266,6 @@ UNMEASURED = [
     pytest.param(symlinked_package, id="symlinked-subpackage"),
 ]
 
-_UNMEASURED_BUG = (
-    "KNOWN GAP: tre/_measure.py code_files skips __pycache__, yet Python imports from it: a "
-    "tampered __pycache__ file (header matching the untouched source) is code that runs but "
-    "is never measured (sourceless .pyc modules and symlinks are measured)"
-)
-_GAP = pytest.mark.xfail(strict=True, reason=_UNMEASURED_BUG)
-
-#: The same plants, with the bytecode ones marked as the known gap.
-UNMEASURED_GAP = [
-    pytest.param(tampered_pycache, id="tampered-pycache", marks=_GAP),
-    pytest.param(sourceless_module, id="sourceless-pyc-module"),
-    pytest.param(symlinked_package, id="symlinked-subpackage"),
-]
-
 
 @pytest.mark.parametrize("plant", UNMEASURED)
 def test_python_runs_such_code_from_a_copied_package(
@@ -310,7 +296,7 @@ def test_python_runs_such_code_from_a_copied_package(
     assert tampered == "planted"
 
 
-@pytest.mark.parametrize("plant", UNMEASURED_GAP)
+@pytest.mark.parametrize("plant", UNMEASURED)
 async def test_boot_refuses_tre_code_python_would_run_but_the_manifest_lacks(
     tmp_path: Path, plant: Callable[[Path, str], str]
 ) -> None:
@@ -324,9 +310,8 @@ async def test_a_folder_domains_entry_module_never_runs_from_its_pycache(
 ) -> None:
     """A tampered ``__pycache__`` file with a header that matches the untouched source:
     the loader of folder domains compiles the entry module from its source every time, so
-    the planted code never runs (the check, and the measurement its keys are bound to,
-    see what runs). The gap remains for the TRE's own code and for modules a domain
-    imports itself (the strict xfail above; README, "Code-base integrity")."""
+    the planted code never runs; and the check finds the cache file Python would run for
+    other imports, and locks the domain."""
     rig = make_rig(tmp_path)
     source = rig.plugins[D] / CODE_FILE
     cfile = _pyc_for(source)
@@ -336,7 +321,7 @@ async def test_a_folder_domains_entry_module_never_runs_from_its_pycache(
     async with booted(rig) as t:
         module = sys.modules[t._kernel.domains[D].spec.cls.__module__]
         assert getattr(module, "TAMPERED", False) is False
-        assert t.domain(D).state == "running"
+        assert t.domain(D).state == "locked"
 
 
 # --- a file that vanishes while a check reads it -------------------------------------------------
