@@ -41,9 +41,10 @@ def code_files(root: Path) -> Iterator[tuple[str, Path]]:
     """(relative posix path, path) of every file under ``root`` that counts as code, sorted.
 
     A symbolic link (to a file or a folder) is listed as itself and never followed: see
-    :func:`read_code`. Bytecode *caches* (``__pycache__`` folders) are left out (see the
-    README on what that means); a ``.pyc`` file anywhere else is a sourceless module that
-    Python imports, so it is code and it is measured.
+    :func:`read_code`. Bytecode *caches* (``__pycache__`` folders) are left out: Python
+    rewrites them; the integrity check compares the ones Python would run with their
+    sources instead (tre/_bytecode.py). A ``.pyc`` file anywhere else is a sourceless
+    module that Python imports, so it is code and it is measured.
     """
     found: list[tuple[str, Path]] = []
     for folder, dirs, files in os.walk(root):
