@@ -129,6 +129,7 @@ def remove_domain(state_dir: Path, domain: str) -> dict[str, Any]:
             device.emit(TREEvent(stamp, "domain_removed", domain, f"{erased} keys erased"))
         finally:
             device.store.sync.close()
+            device.counters.close()
         shutil.rmtree(state_dir / PACKAGE_DIR / domain, ignore_errors=True)
         manifest_path(state_dir, domain).unlink(missing_ok=True)
     return {"domain": domain, "removed": True, "keys_erased": erased, "counter": record.counter}
@@ -168,6 +169,7 @@ def _run(
             return _install(device, state_dir, domain_id, envelope, files, when, transfer)
         finally:
             device.store.sync.close()
+            device.counters.close()
 
 
 def _install_tre(
