@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,14 @@ def test_factory_provision_attest_reference_verify(tmp_path: Path) -> None:
     assert result["status"] == "contraindicated"
     assert result["problems"] == ["nonce-mismatch"]
     assert result["vector"]["instance-identity"] == "contraindicated"
+
+    # The offline request is recorded as an event, for the audit log of the next boot.
+    conn = sqlite3.connect(f"file:{state / 'tre.db'}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT kind, domain, detail FROM events WHERE kind = 'attest'")
+        assert rows.fetchall() == [("attest", "tre", "evidence made offline (nonce of 16 bytes)")]
+    finally:
+        conn.close()
 
 
 @pytest.mark.parametrize("size", [8, 64])
