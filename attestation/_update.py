@@ -65,8 +65,8 @@ a decision of its own, so each new root must be unexpired when it is applied.
 4. the package's target equals the expected one (else :class:`WrongTarget`);
 5. not expired at ``now``, i.e. ``now < expires`` (5.6.5, else :class:`Expired`);
 6. counter higher than ``last_counter`` (rollback, else :class:`Rollback`);
-7. file entries well-formed (paths as above, 64 hex digit digests; else
-   :class:`MalformedPackage`).
+7. file entries well-formed (paths as above, none inside another listed file, 64 hex
+   digit digests; else :class:`MalformedPackage`).
 
 :func:`check_files` (TUF 5.7.3): the files in hand are exactly the listed ones, each of
 the listed length and SHA-256 (else :class:`FileMismatch`).
@@ -640,8 +640,13 @@ def verify_package(
 
 def _package(value: dict[str, Any], signed: bytes) -> Package:
     files = {}
+    paths = value["files"].keys()
     for path, entry in value["files"].items():
         _check_path(path)
+        parts = path.split("/")
+        for depth in range(1, len(parts)):  # a file cannot also be a folder of another
+            if "/".join(parts[:depth]) in paths:
+                raise MalformedPackage(f"file path {path!r} is inside another listed file")
         digest = _text(entry["sha256"], "file sha256")
         if not _HEX64.fullmatch(digest):
             raise MalformedPackage(f"file {path!r} sha256 must be 64 lower-case hex digits")

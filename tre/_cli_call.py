@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
@@ -50,6 +51,10 @@ def to_json(value: Any) -> Any:
 
 
 def cmd_call(args: argparse.Namespace) -> int:
+    if not ipc.USER_RE.fullmatch(args.user):
+        raise ConfigError("<command line>", "--user", f"{args.user!r} is not a user name")
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ConfigError("<command line>", "--timeout", "must be a positive number of seconds")
     body = None
     if args.args is not None:
         try:

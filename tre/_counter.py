@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import hmac
 import os
+import stat
 import struct
 from hashlib import sha256
 from pathlib import Path
@@ -54,19 +55,48 @@ class MonotonicCounter:
         return hmac.new(self._key, _MAGIC + value.to_bytes(8, "big"), sha256).digest()
 
     def create(self) -> None:
-        """Write the counter at 0 (at provisioning). Refuses to overwrite."""
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        """Write the counter at 0. Refuses to overwrite. Atomic: the record is written and
+        fsync'd under a temporary name, then linked into place (which fails if the name
+        exists) and the folder fsync'd, so a crash never leaves an empty or partial
+        record under the counter's name."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.unlink(missing_ok=True)  # a leftover of a crash during an earlier create
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             os.write(fd, _LAYOUT.pack(_MAGIC, 0, self._tag(0)))
             os.fsync(fd)
         finally:
             os.close(fd)
-
-    def read(self) -> int:
         try:
-            data = self.path.read_bytes()
+            os.link(tmp, self.path)
+        finally:
+            tmp.unlink()
+        folder = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+
+    def _open(self, flags: int) -> int:
+        """A descriptor of the record, refusing anything but a regular file (a FIFO, a
+        device or a symbolic link planted in its place is tampering, not a hang)."""
+        try:
+            fd = os.open(self.path, flags | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as exc:
             raise CounterTampered(f"cannot read the counter {self.path}: {exc.strerror}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise CounterTampered(f"the counter record {self.path} is not a regular file")
+        return fd
+
+    def read(self) -> int:
+        fd = self._open(os.O_RDONLY)
+        try:
+            data = os.pread(fd, _LAYOUT.size + 1, 0)
+        except OSError as exc:
+            raise CounterTampered(f"cannot read the counter {self.path}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
         return self._check(data)
 
     def _check(self, data: bytes) -> int:
@@ -83,12 +113,7 @@ class MonotonicCounter:
         generation). One in-place write of one small record and an fsync: a single-sector
         write, atomic on the storage it models."""
         if self._fd is None:
-            try:
-                self._fd = os.open(self.path, os.O_RDWR)
-            except OSError as exc:
-                raise CounterTampered(
-                    f"cannot open the counter {self.path}: {exc.strerror}"
-                ) from None
+            self._fd = self._open(os.O_RDWR)
         fd = self._fd
         # One writer at a time across processes (a running TRE and `tre tamper`), so the
         # read-compare-write below cannot lower the counter.

@@ -86,8 +86,7 @@ class CounterBank:
             counter = MonotonicCounter(path, self._mac_key(domain, epoch, label))
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                counter.create()
-                _fsync_dir(path.parent)
+                counter.create()  # atomic: a crash leaves no counter, never a broken one
             self._open[key] = counter
         counter.advance(value)
 

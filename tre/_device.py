@@ -259,6 +259,11 @@ class Device:
             self._cdis = attestation.tre_cdis(self._uds, self.tre_measurement, self.authority)
         return self._cdis
 
+    def derive_key(self, purpose: str) -> bytes:
+        """A kernel-side key of the device for one ``purpose`` (from the device secret:
+        stable across boots, different on every device)."""
+        return attestation.derive_key(self._uds, purpose).reveal()
+
     @property
     def device_key(self) -> Ed25519PrivateKey:
         """The DeviceID private key (kernel-side only: signs evidence and alias certs)."""

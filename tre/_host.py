@@ -18,7 +18,6 @@ The same gateway serves the Unix socket (:mod:`._hostserver`) and the embedding 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +26,8 @@ import trio
 import ipc
 
 from ._bucket import TokenBucket
-from ._errors import Denied
-from ._manifest import HOST
+from ._errors import Denied, NoSuchMethod
+from ._manifest import HOST, ID_RE, METHOD_RE
 from ._records import Caller
 from ._users import User, UserLocked, Users, may_call
 
@@ -85,6 +84,15 @@ class HostSession:
         if self.expired:
             raise SessionExpired(f"the session of {self.user.name!r} has expired: log in again")
         kernel = self._gateway.kernel
+        if not (
+            isinstance(domain, str)
+            and isinstance(method, str)
+            and ID_RE.fullmatch(domain)
+            and METHOD_RE.fullmatch(method)
+        ):
+            # Nothing of such a name is recorded: a client cannot fill the kernel's history
+            # with huge strings.
+            raise NoSuchMethod(f"user {self.user.name!r}: not a domain and method name")
         if not may_call(self.user, domain, method, kernel.config):
             detail = f"{domain}.{method}: not granted to user {self.user.name!r}"
             kernel.record("denied", HOST, f"{detail} ({self.user.role})")
@@ -101,8 +109,9 @@ class HostGateway:
         self.lifetime = lifetime
         self.logins = TokenBucket(LOGIN_RATE, LOGIN_BURST, trio.current_time())
         self._refusing = False
-        #: answers challenges for unknown user names with stable decoys (no enumeration)
-        self._decoy_key = os.urandom(32)
+        #: answers challenges for unknown user names with decoys that stay the same across
+        #: boots, like a real user's salt (no enumeration by comparing before and after)
+        self._decoy_key = kernel.device.derive_key("host-decoy")
         #: per-user callers: each user has its own outstanding-call budget
         self._callers: dict[str, Caller] = {}
 

@@ -30,6 +30,7 @@ import math
 import os
 import socket as stdsocket
 import stat
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -254,6 +255,33 @@ def _prepare_path(path: Path) -> None:
     raise StorageError(f"{path}: another server is listening there")
 
 
+async def _bind_private(sock: trio.socket.SocketType, path: Path, mode: int) -> None:
+    """Bind ``sock`` at ``path`` so that the socket file is never reachable with another
+    mode: bound inside a fresh folder only we can enter (mode 0700), given its mode, then
+    renamed into place. (Not the umask: it is process-wide, and the bind runs in a worker
+    thread while the rest of the TRE creates files.)"""
+    private = Path(tempfile.mkdtemp(prefix=".t", dir=path.parent))
+    staged = private / "s"
+    try:
+        try:
+            await sock.bind(str(staged))
+        except OSError as exc:
+            raise StorageError(f"cannot bind the host socket near {path}: {exc}") from None
+        _publish(staged, path, mode)
+    finally:
+        _remove_private(private, staged)
+
+
+def _publish(staged: Path, path: Path, mode: int) -> None:
+    os.chmod(staged, mode)
+    os.rename(staged, path)
+
+
+def _remove_private(private: Path, staged: Path) -> None:
+    staged.unlink(missing_ok=True)
+    private.rmdir()
+
+
 async def serve_host(
     gateway: HostGateway,
     path: Path,
@@ -266,13 +294,12 @@ async def serve_host(
     path = Path(path)
     _prepare_path(path)
     sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
-    old_umask = os.umask(0o777 & ~limits.mode)  # the file is born with the right mode
     try:
-        await sock.bind(str(path))
-    finally:
-        os.umask(old_umask)
+        await _bind_private(sock, path, limits.mode)
+    except BaseException:
+        sock.close()
+        raise
     try:
-        os.chmod(path, limits.mode)
         sock.listen(limits.max_clients)
         listener = trio.SocketListener(sock)
         slots = [0]
