@@ -11,6 +11,7 @@ its exact signed bytes; installing on a device (later work) verifies it with
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,17 @@ __all__ = ["FORMAT", "add_package_commands", "read_bundle", "write_bundle"]
 
 FORMAT = "tre-package/1"
 DAY = 86400
+
+
+def _days(text: str) -> float:
+    """argparse type: a validity in days, finite, above 0, at most a century."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= 36500):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days in (0, 36500]")
+    return value
 
 
 def write_bundle(path: Path, envelope: bytes, files: dict[str, bytes]) -> None:
@@ -167,7 +179,9 @@ def add_package_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) 
     )
     pb.add_argument("--out", metavar="FILE", required=True, help="the package file to write")
     pb.add_argument("--counter", type=int, help="release counter (default: the time, seconds)")
-    pb.add_argument("--expires-days", type=float, default=365.0, help="validity (default 365)")
+    pb.add_argument(
+        "--expires-days", type=_days, default=365.0, help="validity (default 365, at most 36500)"
+    )
     pb.add_argument("--migrate", choices=["none", "owner"], help="how sealed data migrates")
     pb.set_defaults(func=cmd_build)
     ps = psub.add_parser("sign", help="add a signature to a package (in place)")

@@ -27,7 +27,7 @@ import attestation
 
 from ._cli_json import print_json
 from ._errors import ConfigError
-from ._factory import MAX_ROOT_KEYS, ROOT_VALIDITY_DAYS
+from ._factory import MAX_ROOT_KEYS, ROOT_VALIDITY_DAYS, write_new_file
 from ._root import new_root, read_root, rotate_state
 
 __all__ = ["REFUSED", "add_root_commands", "count_arg", "root_summary"]
@@ -116,8 +116,12 @@ def cmd_new(args: argparse.Namespace) -> int:
         if domain in owners:
             raise ConfigError(CMDLINE, "--owner", f"{domain!r} is given twice")
         owners[domain] = raw
-    if args.out is not None and not Path(args.out).parent.is_dir():
-        raise ConfigError(args.out, "", "its folder does not exist")
+    if args.out is not None:
+        out = Path(args.out)
+        if not out.parent.is_dir():
+            raise ConfigError(args.out, "", "its folder does not exist")
+        if out.exists() or out.is_symlink():  # checked before anything is made
+            raise ConfigError(args.out, "", "exists (the copy never overwrites a file)")
     path = new_root(
         Path(args.factory),
         add_owners=owners,
@@ -129,10 +133,7 @@ def cmd_new(args: argparse.Namespace) -> int:
     envelope = path.read_bytes()
     root = attestation.trusted_root(envelope)
     if args.out is not None:
-        out = Path(args.out)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_bytes(envelope)
-        tmp.replace(out)
+        write_new_file(Path(args.out), envelope)  # O_EXCL: never over another file
     where = path if args.out is None else f"{path} (copy: {args.out})"
     print(
         f"root v{root.version}: {where}, {root.role.threshold} of {len(root.role.keys)} keys, "

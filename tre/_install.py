@@ -202,6 +202,7 @@ def _install_tre(
     previous = device.tre_counter
 
     def write(conn: sqlite3.Connection) -> None:
+        _same_root(conn, root.envelope)
         values = {
             "tre_counter": package.counter,
             "tre_package": envelope,
@@ -308,7 +309,7 @@ def _install(
         # The new keys are derived only to re-seal migrated rows (deriving them measures
         # the TRE's code: most installs need not).
         new_keys = device.domain_keys(spec, new_record) if old_keys is not None else None
-        outcome = _commit(device, new_record, new_keys, old_keys, fresh, kind)
+        outcome = _commit(device, new_record, new_keys, old_keys, fresh, kind, root.envelope)
         committed = True
     finally:
         if not committed:
@@ -398,11 +399,13 @@ def _commit(
     old_keys: DomainKeys | None,
     fresh: bool,
     kind: str,
+    root_envelope: bytes,
 ) -> dict[str, int]:
     stamp = time.time()
     domain = record.id
 
     def write(conn: sqlite3.Connection) -> dict[str, int]:
+        _same_root(conn, root_envelope)
         counts = {"keys_kept": 0, "keys_migrated": 0, "keys_erased": 0}
         if fresh:
             counts["keys_erased"] = _erase_keys(conn, device, domain)
@@ -470,6 +473,14 @@ def _commit(
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def _same_root(conn: sqlite3.Connection, envelope: bytes) -> None:
+    """In the commit's transaction: the root the package was verified against is still the
+    device's (``tre root rotate`` takes no state lock: it may run during an install, e.g. to
+    revoke the very owner whose package is being staged)."""
+    if load_root(conn).envelope != envelope:
+        raise InstallRefused("the device's root changed during the install: install again")
 
 
 def _erase_keys(conn: sqlite3.Connection, device: Device, domain: str) -> int:

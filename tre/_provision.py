@@ -36,6 +36,7 @@ from ._integrity_seal import seal_integrity
 from ._lifecycle import DomainLifecycle, TREState
 from ._loader import DomainSpec, resolve
 from ._measure import unsigned_owner_hash
+from ._runlock import LOCK_FILE, state_lock
 from ._store import Store
 from ._users import Users, check_name, check_password, users_key
 
@@ -72,14 +73,7 @@ def provision(
         check_password(admin_password)
     if state_dir.exists() and not state_dir.is_dir():
         raise ProvisioningError(f"{state_dir} exists and is not a folder")
-    present = [name for name in STATE_FILES if (state_dir / name).exists()]
-    if {UDS_FILE, DB_FILE} & set(present):
-        raise ProvisioningError(f"{state_dir} is already provisioned")
-    if set(present) - {"config.toml"}:
-        raise ProvisioningError(
-            f"{state_dir} holds leftovers of a device ({', '.join(sorted(present))}); "
-            "use an empty folder"
-        )
+    _refuse_a_device(state_dir)
     factory = load_factory(Path(factory_dir))
     config = config or default_config()
     specs = resolve(config)
@@ -88,26 +82,45 @@ def provision(
     config_text = config_to_toml(config)  # fails before anything is written
     made_folder = not state_dir.exists()
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    own_config = state_dir / "config.toml"
-    kept = own_config.read_bytes() if own_config.exists() else None
-    created: list[Path] = []
-    try:
-        first = None if admin is None or admin_password is None else (admin, admin_password)
-        return _provision(state_dir, factory, specs, config, config_text, imei, created, first)
-    except BaseException:
-        # Remove exactly what this attempt created; a config.toml the user had put there
-        # (and passed as --config) gets its own bytes back.
-        for path in created:
-            if path.is_dir():
-                shutil.rmtree(path)
-                continue
-            for suffix in ("", "-wal", "-shm"):
-                Path(str(path) + suffix).unlink(missing_ok=True)
-        if kept is not None:
-            own_config.write_bytes(kept)
-        if made_folder and not any(state_dir.iterdir()):
-            state_dir.rmdir()
-        raise
+    lock_file = state_dir / LOCK_FILE
+    made_lock = not lock_file.exists()
+    # Under the state's lock, and checked again under it: two provisionings of one folder
+    # cannot interleave (the second would otherwise clean up the first one's files).
+    with state_lock(state_dir, "provision"):
+        own_config = state_dir / "config.toml"
+        kept = own_config.read_bytes() if own_config.exists() else None
+        created: list[Path] = []
+        try:
+            _refuse_a_device(state_dir)
+            first = None if admin is None or admin_password is None else (admin, admin_password)
+            return _provision(state_dir, factory, specs, config, config_text, imei, created, first)
+        except BaseException:
+            # Remove exactly what this attempt created; a config.toml the user had put there
+            # (and passed as --config) gets its own bytes back.
+            for path in created:
+                if path.is_dir():
+                    shutil.rmtree(path)
+                    continue
+                for suffix in ("", "-wal", "-shm"):
+                    Path(str(path) + suffix).unlink(missing_ok=True)
+            if kept is not None:
+                own_config.write_bytes(kept)
+            if made_lock:
+                lock_file.unlink(missing_ok=True)  # (our descriptor keeps the lock meanwhile)
+            if made_folder and not any(state_dir.iterdir()):
+                state_dir.rmdir()
+            raise
+
+
+def _refuse_a_device(state_dir: Path) -> None:
+    present = [name for name in STATE_FILES if (state_dir / name).exists()]
+    if {UDS_FILE, DB_FILE} & set(present):
+        raise ProvisioningError(f"{state_dir} is already provisioned")
+    if set(present) - {"config.toml"}:
+        raise ProvisioningError(
+            f"{state_dir} holds leftovers of a device ({', '.join(sorted(present))}); "
+            "use an empty folder"
+        )
 
 
 def _provision(
@@ -121,13 +134,15 @@ def _provision(
     admin: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     def target(name: str) -> Path:
+        """A file this attempt writes (nothing is there: checked under the lock)."""
         path = state_dir / name
         created.append(path)
         return path
 
     now = dt.datetime.now(dt.UTC)
     uds = os.urandom(attestation.UDS_SIZE)
-    write_secret_file(target(UDS_FILE), uds)
+    write_secret_file(state_dir / UDS_FILE, uds)  # exclusive: recorded once it is ours
+    created.append(state_dir / UDS_FILE)
     secret = attestation.Secret(uds)
     ueid = attestation.ueid_from_imei(imei) if imei else attestation.random_ueid(os.urandom(32))
     device_key = attestation.device_id_key(secret)
@@ -191,8 +206,9 @@ def _provision(
             Users(store, users_key(secret)).add(admin[0], "admin", admin[1])
     finally:
         store.close()
+    if not (state_dir / "integrity").exists():
+        created.append(state_dir / "integrity")  # before: a failed seal leaves nothing
     sealed = seal_integrity(state_dir, factory, specs)
-    created.append(state_dir / "integrity")
     result: dict[str, Any] = {
         "ueid": ueid.hex(),
         "imei": imei,

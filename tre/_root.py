@@ -265,10 +265,19 @@ def new_root(
     except attestation.UpdateError as exc:
         raise ProvisioningError(f"root v{version} would be refused: {exc.message}") from None
 
-    # Write: the new keys, the root, then the owner public keys for later tools.
-    for path, key in zip(key_files, fresh, strict=True):
-        write_secret_file(path, attestation.private_key_pem(key))
-    write_new_file(target, envelope)
+    # Write: the new keys, the root, then the owner public keys for later tools. A failure
+    # before the root is written removes the keys this call wrote (else they would block
+    # every retry, and keys of a root that never existed would linger).
+    written: list[Path] = []
+    try:
+        for path, key in zip(key_files, fresh, strict=True):
+            write_secret_file(path, attestation.private_key_pem(key))
+            written.append(path)
+        write_new_file(target, envelope)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     owner_dir = factory.path / "owners"
     owner_dir.mkdir(mode=0o700, exist_ok=True)
     for domain in drop:

@@ -643,6 +643,7 @@ def test_terminated_device_state_needs_no_secret_to_inspect(capsys, tmp_path, fa
         "counter.bin",
         "device.pem",
         "integrity",
+        "run.lock",  # (the state's lock file: empty, never a secret)
         "tre.db",
     ]
     cert = load_device_cert(state)
