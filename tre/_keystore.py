@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import msgpack
+import trio
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -63,7 +64,7 @@ import attestation
 from ipc import TREError
 
 from ._aka import Result, authenticate_with
-from ._counters import CounterBank
+from ._counters import CounterBank, CounterTampered
 from ._keyindex import ROW_COLUMNS, KeyIndex
 from ._midpackage import hpke_open, unpack
 from ._milenage import KEY_LEN, Milenage
@@ -262,6 +263,7 @@ class DomainKeys:
         #: replay-protected counters (tre/_counters.py) and their values, loaded at boot
         self.counters = counters
         self.counter_values: dict[str, int | None] = {}  # None: does not verify
+        self.counter_lock = trio.Lock()
         # The measurement (hashing the domain's code) and the CDIs are made on first use:
         # a domain that never touches its keystore costs nothing at boot.
         self._measure = measure
@@ -393,20 +395,32 @@ async def load_keys(store: AsyncStore, index: KeyIndex, domains: list[DomainKeys
     stays one query however many domains there are)."""
     by_id = {keys.domain_id: keys for keys in domains}
 
-    def fetch(conn: sqlite3.Connection) -> list[tuple[bool, tuple[Any, ...]]]:
+    def fetch(
+        conn: sqlite3.Connection,
+    ) -> tuple[list[tuple[bool, tuple[Any, ...]]], set[tuple[str, str]]]:
         (generation,) = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         digests = index.check(conn, int(generation))
         rows = conn.execute(
             f"SELECT {ROW_COLUMNS}, created FROM keys ORDER BY domain, label"  # noqa: S608
         ).fetchall()
-        return [(index.row_ok(row[:-1], digests), row) for row in rows]
+        present = {(row[0], row[1]) for row in rows}
+        return [(index.row_ok(row[:-1], digests), row) for row in rows], set(digests) - present
 
+    fetched, missing = await store.read(fetch)
     grouped: dict[str, list[tuple[bool, tuple[Any, ...]]]] = {}
-    for ok, row in await store.read(fetch):
+    for ok, row in fetched:
         grouped.setdefault(row[0], []).append((ok, row[1:]))
     for domain_id, rows in grouped.items():
         if domain_id in by_id:
             by_id[domain_id].load(rows)
+    # A row the authenticated index lists but the table lacks was deleted behind the
+    # keystore's back: that label is unavailable, not absent (absent would let a domain
+    # start again from nothing, e.g. mno's MID records and their replay protection).
+    for domain_id, label in sorted(missing):
+        keys = by_id.get(domain_id)
+        if keys is not None:
+            info = KeyInfo(label, KeyKind.HMAC, 0, SealPolicy.OWNER, b"", 0.0, available=False)
+            keys.entries[label] = _Entry(info, None)
 
 
 async def load_counters(store: AsyncStore, domains: list[DomainKeys]) -> None:
@@ -682,32 +696,42 @@ class Keystore:
             raise KeystoreError(f"a counter label must match {LABEL_RE.pattern}")
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 63:
             raise KeystoreError("a counter value is an int in 0..2**63-1")
-        if label in keys.counter_values and keys.counter_values[label] is None:
-            raise KeyUnavailable(f"counter {label!r} does not verify: delete it first")
-        current = keys.counter_values.get(label)
-        if current is None and len(keys.counter_values) >= MAX_COUNTERS:
-            raise KeyQuotaExceeded(f"{keys.domain_id!r} may hold at most {MAX_COUNTERS} counters")
-        if current is not None and value <= current:
-            return current
-        bank = keys.counters
-        if bank is not None:
-            await keys.store.call(bank.advance, keys.domain_id, keys._epoch, label, value)
-        if keys.locked:  # locked while the write was finishing
-            raise KeystoreLocked(f"the keystore of {keys.domain_id!r} is locked")
-        value = max(current or 0, value)
-        keys.counter_values[label] = value
-        return value
+        # One change of the domain's counters at a time: the check of the current value
+        # and the quota, and the update after the write, must not interleave with another.
+        async with keys.counter_lock:
+            if label in keys.counter_values and keys.counter_values[label] is None:
+                raise KeyUnavailable(f"counter {label!r} does not verify: delete it first")
+            current = keys.counter_values.get(label)
+            if current is None and len(keys.counter_values) >= MAX_COUNTERS:
+                raise KeyQuotaExceeded(
+                    f"{keys.domain_id!r} may hold at most {MAX_COUNTERS} counters"
+                )
+            if current is not None and value <= current:
+                return current
+            bank = keys.counters
+            if bank is not None:
+                try:
+                    await keys.store.call(bank.advance, keys.domain_id, keys._epoch, label, value)
+                except CounterTampered:  # its record was altered while the TRE ran
+                    keys.counter_values[label] = None
+                    raise KeyUnavailable(f"counter {label!r} does not verify") from None
+            if keys.locked:  # locked while the write was finishing
+                raise KeystoreLocked(f"the keystore of {keys.domain_id!r} is locked")
+            value = max(current or 0, value)
+            keys.counter_values[label] = value
+            return value
 
     async def delete_counter(self, label: str) -> None:
         """Forget the counter ``label`` for good: it starts again from 0. (The domain's own
         decision, e.g. mno deleting a MID; nothing outside the domain can do it.)"""
         keys = self._usable()
-        if label not in keys.counter_values:
-            raise NoSuchKey(f"no counter {label!r}")
-        bank = keys.counters
-        if bank is not None:
-            await keys.store.call(bank.delete, keys.domain_id, label)
-        keys.counter_values.pop(label, None)
+        async with keys.counter_lock:
+            if label not in keys.counter_values:
+                raise NoSuchKey(f"no counter {label!r}")
+            bank = keys.counters
+            if bank is not None:
+                await keys.store.call(bank.delete, keys.domain_id, label)
+            keys.counter_values.pop(label, None)
 
     async def put_record(
         self, label: str, data: bytes, *, policy: SealPolicy | str = SealPolicy.OWNER

@@ -63,6 +63,9 @@ HPKE_LABEL = "mid-hpke"
 #: how many package txids the record remembers (older ones are below the counter anyway)
 TXID_MEMORY = 32
 KEY_PREFIX = "mid."
+#: the layout of the ``mno.mids`` record: {"v", "mids": {IMSI: [state, AMF]}, "txids",
+#: "counter"} (version 1 kept each SQN in the record; SQNs are keystore counters since 2)
+RECORD_VERSION = 2
 #: each MID's highest accepted SQN: a replay-protected keystore counter
 SQN_PREFIX = "sqn."
 IMSI_RE = re.compile(r"[0-9]{6,15}")
@@ -151,17 +154,30 @@ class MnoDomain(tre.Domain):
 
     # --- records ---------------------------------------------------------------------------
 
+    def _refuse(self, why: str) -> None:
+        """The MID records cannot be trusted: no MID is used, and nothing is erased, until
+        the operator sorts it out (every MID service answers ``MIDS_UNAVAILABLE``)."""
+        self.broken = why
+        self.ctx.log.error("%s", why)
+
     async def _load(self) -> None:
         ks = self.ctx.keystore
         labels = {info.label for info in ks.list()}
-        if RECORD_LABEL in labels:
+        if RECORD_LABEL not in labels:
+            # The record is written before any MID key exists (install_package saves the
+            # txid first): MID keys without it mean the record was removed, not a crash.
+            if any(label.startswith(KEY_PREFIX) for label in labels):
+                self._refuse("MID keys exist but their records are gone")
+                return
+        else:
             try:
                 raw = msgpack.unpackb(ks.record(RECORD_LABEL), raw=False)
             except tre.KeystoreError as exc:
-                # altered or rolled back (an older SQN would re-open replayed challenges):
-                # no MID is used, and no key is erased, until the operator sorts it out
-                self.broken = f"the MID records cannot be opened ({exc.code})"
-                self.ctx.log.error("%s", self.broken)
+                # altered or rolled back (an older SQN would re-open replayed challenges)
+                self._refuse(f"the MID records cannot be opened ({exc.code})")
+                return
+            if not isinstance(raw, dict) or raw.get("v") != RECORD_VERSION:
+                self._refuse("the MID records are of an unknown version")
                 return
             self.records = {
                 imsi: {"state": MidState(state), "amf": amf}
@@ -170,6 +186,13 @@ class MnoDomain(tre.Domain):
             self.txids = list(raw.get("txids", []))
             self.counter = raw.get("counter", -1)
         live = {i for i, r in self.records.items() if r["state"] in LIVE}
+        counters = ks.counters()
+        # Each live MID's counter is made before its record names it: one that is missing
+        # was removed (its SQN would read as 0 and re-open every answered challenge).
+        lost = sorted(i for i in live if _sqn_label(i) not in counters)
+        if lost:
+            self._refuse(f"the SQN counters of MID(s) {', '.join(lost)} are missing")
+            return
         for label in sorted(labels):
             if label.startswith(KEY_PREFIX) and label[len(KEY_PREFIX) :] not in live:
                 self.ctx.log.warning("erasing %s: no live MID names it", label)  # a crash
@@ -189,11 +212,25 @@ class MnoDomain(tre.Domain):
         adopt them (a failed write changes nothing)."""
         txids = self.txids if txids is None else txids
         counter = self.counter if counter is None else counter
-        raw = {i: [r["state"].value, r["amf"]] for i, r in records.items()}
-        data = msgpack.packb(
-            {"v": 2, "mids": raw, "txids": txids, "counter": counter}, use_bin_type=True
-        )
-        await self.ctx.keystore.put_record(RECORD_LABEL, data)
+        records = dict(records)
+        while True:
+            raw = {i: [r["state"].value, r["amf"]] for i, r in records.items()}
+            data = msgpack.packb(
+                {"v": RECORD_VERSION, "mids": raw, "txids": txids, "counter": counter},
+                use_bin_type=True,
+            )
+            if len(data) <= tre.MAX_RECORD:
+                break
+            # Full: forget the oldest tombstone (a deleted MID's SQN counter is gone with
+            # it, and its package cannot come back: txids and the counter remember).
+            oldest = next((i for i, r in records.items() if r["state"] is MidState.DELETED), None)
+            if oldest is None:
+                raise tre.ServiceError("MID_LIMIT", "no room for another MID record")
+            del records[oldest]
+        try:
+            await self.ctx.keystore.put_record(RECORD_LABEL, data)
+        except tre.KeystoreError as exc:
+            raise tre.ServiceError(exc.code, exc.message) from None
         self.records, self.txids, self.counter = records, txids, counter
 
     def _copy(self) -> dict[str, dict[str, Any]]:
@@ -261,7 +298,10 @@ class MnoDomain(tre.Domain):
     @tre.service
     async def mid_key(self, caller: str, body: Any) -> dict[str, bytes]:
         """The public half of this device's MID key (HPKE, DHKEM(X25519)) and its UEID."""
-        public = self.ctx.keystore.public_key(HPKE_LABEL)
+        try:
+            public = self.ctx.keystore.public_key(HPKE_LABEL)
+        except tre.KeystoreError as exc:
+            raise tre.ServiceError(exc.code, exc.message) from None
         # The kernel signs (key || UEID) with mno's alias key: an issuer can check that
         # this key belongs to the mno domain of this device (tre mid package --ca).
         endorsement = self.ctx.endorse(public + self.ctx.ueid)
@@ -366,5 +406,8 @@ class MnoDomain(tre.Domain):
                 return {"auts": result.auts}
             assert isinstance(result, Success)
             # durable before RES, CK and IK leave the domain
-            await ks.advance_counter(_sqn_label(imsi), result.sqn)
+            try:
+                await ks.advance_counter(_sqn_label(imsi), result.sqn)
+            except tre.KeystoreError as exc:
+                raise tre.ServiceError(exc.code, exc.message) from None
             return {"res": result.res, "ck": result.ck, "ik": result.ik}

@@ -127,10 +127,14 @@ class UtilityDomain(tre.Domain):
         self._public = keystore.public_key(BILLING_KEY)
 
     def _tariff(self) -> dict[str, Any] | None:
+        """The current tariff, None if none was set; TARIFF_UNAVAILABLE if its record does
+        not open (altered or put back: the keystore refuses it)."""
         try:
             data = self.ctx.keystore.record(TARIFF_RECORD)
         except tre.NoSuchKey:
             return None
+        except tre.KeystoreError as exc:
+            raise tre.ServiceError("TARIFF_UNAVAILABLE", f"the tariff record: {exc.code}") from None
         tariff: dict[str, Any] = msgpack.unpackb(data, raw=False)
         return tariff
 
@@ -141,7 +145,10 @@ class UtilityDomain(tre.Domain):
         if not isinstance(body, dict):
             raise tre.ServiceError("BAD_TARIFF", "expected a table of tariff fields or nothing")
         tariff = _check_tariff(body)
-        current = self._tariff()
+        try:
+            current = self._tariff()
+        except tre.ServiceError:  # an unreadable tariff is replaced by the new one
+            current = None
         tariff["version"] = 1 if current is None else int(current["version"]) + 1
         data = msgpack.packb(tariff, use_bin_type=True)
         await self.ctx.keystore.put_record(TARIFF_RECORD, data, policy=tre.SealPolicy.OWNER)
@@ -156,6 +163,8 @@ class UtilityDomain(tre.Domain):
         (start, first), (end, last) = registers[0], registers[-1]
         kwh = round(end - start, 4)
         amount = round(kwh * tariff["price_per_kwh"] + tariff["standing_charge"], 4)
+        if not (math.isfinite(kwh) and math.isfinite(amount)):
+            raise tre.ServiceError("BAD_READINGS", "the consumption is out of range")
         statement = {
             "format": BILL_FORMAT,
             "readings": len(registers),

@@ -118,7 +118,7 @@ def test_package_build_bad_expires_days_is_a_usage_error(tmp_path, capsys, days)
             "--expires-days",
             days,
         ]
-    )  # raises ValueError / OverflowError today
+    )  # (it raised ValueError / OverflowError before --expires-days was checked)
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("tre: error:")
 
