@@ -673,6 +673,8 @@ def installed_package(envelope: bytes, role: Role, target: str) -> Package:
     threshold of ``role`` (the owner recorded at install), naming ``target``, files well
     formed. Expiry and counter are *not* checked: they decided whether to install it; an
     installed package stays the reference of the code it installed."""
+    if not 1 <= role.threshold <= len(role.keys):  # a stored role is data too: check it
+        raise MalformedPackage(f"the owner role recorded for {target!r} is not a valid role")
     parsed = _parse_envelope(envelope)
     value = _parse_package(parsed.signed)
     if not _meets(parsed, role):

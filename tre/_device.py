@@ -134,6 +134,10 @@ def read_domain_rows(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
 
 def record_from_row(row: tuple[Any, ...]) -> DomainRecord:
     keys = bytes(row[7])
+    try:
+        state = DomainLifecycle(row[6])
+    except ValueError:
+        raise StorageError(f"domain {row[0]!r} has an unknown lifecycle state") from None
     return DomainRecord(
         id=row[0],
         source=row[1],
@@ -141,7 +145,7 @@ def record_from_row(row: tuple[Any, ...]) -> DomainRecord:
         owner_key=row[3],
         svn=row[4],
         measurement=row[5],
-        state=DomainLifecycle(row[6]),
+        state=state,
         owner_keys=tuple(keys[i : i + 32] for i in range(0, len(keys), 32)),
         owner_threshold=row[8],
         counter=row[9],
@@ -303,15 +307,19 @@ class Device:
             raise StorageError(
                 f"{state_dir} is incomplete: {exc.strerror}: {exc.filename}"
             ) from None
-        device = cls(
-            state_dir=state_dir,
-            uds=secret,
-            store=store,
-            config=config,
-            device_cert=device_cert,
-            ca_cert=ca_cert,
-            index=index,
-        )
+        try:
+            device = cls(
+                state_dir=state_dir,
+                uds=secret,
+                store=store,
+                config=config,
+                device_cert=device_cert,
+                ca_cert=ca_cert,
+                index=index,
+            )
+        except BaseException:
+            store.close()
+            raise
         if device.tre_state is TREState.TERMINATED:
             # A terminate was interrupted after its transaction: the secret is still here.
             store.close()
@@ -485,7 +493,10 @@ class Device:
             return state, conn.execute("SELECT id, state FROM domains").fetchall()
 
         state, rows = await self.store.read(read)
-        return TREState(state), {i: DomainLifecycle(s) for i, s in rows}
+        try:
+            return TREState(state), {i: DomainLifecycle(s) for i, s in rows}
+        except ValueError:
+            raise StorageError("the lifecycle table holds an unknown state") from None
 
     # --- keys -------------------------------------------------------------------------------------
 

@@ -17,10 +17,14 @@ from typing import TYPE_CHECKING
 
 import attestation
 
+from ._bytecode import bytecode_mismatches
 from ._config import TREConfig
 from ._errors import ConfigError, StorageError
 from ._lifecycle import DomainLifecycle
 from ._loader import DomainSpec, load_domain_dir, load_plugin, resolve
+from ._manifest import load_manifest, parse_manifest
+from ._measure import code_files, file_digests, read_code
+from ._plugin import Domain
 
 if TYPE_CHECKING:
     from ._device import DomainRecord
@@ -33,6 +37,7 @@ __all__ = [
     "package_references",
     "package_source",
     "record_spec",
+    "untrusted_packages",
 ]
 
 #: Installed packages live in ``STATE/domains/<id>/<counter>/``.
@@ -50,7 +55,11 @@ def package_folder(state_dir: Path, source: str) -> Path | None:
         return None
     rel = source[len(PACKAGE_SOURCE) :]
     parts = rel.split("/")
-    if len(parts) != 3 or parts[0] != PACKAGE_DIR or not parts[2].isdigit():
+    if (
+        len(parts) != 3
+        or parts[0] != PACKAGE_DIR
+        or not (parts[2].isascii() and parts[2].isdigit())
+    ):
         raise StorageError(f"the domains table holds a malformed source {source!r}")
     attestation.check_domain_id(parts[1])
     return Path(state_dir) / rel
@@ -69,22 +78,91 @@ def record_spec(state_dir: Path, record: DomainRecord) -> DomainSpec:
     raise StorageError(f"the domains table holds an unknown source {record.source!r}")
 
 
+class _Untrusted(Domain):
+    """Stands in for a domain whose code was not imported: it is locked at boot and never
+    instantiated (see :func:`untrusted_packages`)."""
+
+
+def _stand_in(folder: Path | None, record: DomainRecord) -> DomainSpec:
+    """A spec for a domain whose code must not run: its manifest if that at least parses
+    (a TOML file, no code), else a minimal one; the class is never instantiated."""
+    try:
+        if folder is None:
+            raise ConfigError("<installed>", "", "no folder")
+        manifest = load_manifest(folder / "domain.toml")
+        if manifest.id != record.id:
+            raise ConfigError(manifest.path, "id", "not the installed domain")
+    except ConfigError:
+        manifest = parse_manifest(
+            {
+                "id": record.id,
+                "owner": record.owner,
+                "version": "0",
+                "svn": record.svn,
+                "entry": "untrusted:Untrusted",
+            },
+            f"<{record.id}: untrusted>",
+        )
+    return DomainSpec(manifest, _Untrusted)
+
+
+def _folder(state_dir: Path, record: DomainRecord) -> Path | None:
+    try:
+        return package_folder(state_dir, record.source)
+    except (StorageError, attestation.AttestationError):
+        return None
+
+
+def untrusted_packages(state_dir: Path, records: Mapping[str, DomainRecord]) -> dict[str, str]:
+    """Installed-package domains whose folder does not match its verified package, measured
+    BEFORE any of their code is imported (importing runs a module's top level, which must
+    not happen for code that fails the check): domain id -> why. Their code is never
+    loaded; the boot locks them."""
+    references, problems = package_references(records)
+    untrusted = dict(problems)
+    for domain_id, reference in references.items():
+        record = records[domain_id]
+        folder = _folder(state_dir, record)
+        if folder is None:
+            untrusted[domain_id] = "its recorded folder is malformed"
+            continue
+        try:
+            actual = file_digests([(rel, read_code(p)) for rel, p in code_files(folder)])
+        except OSError as exc:
+            untrusted[domain_id] = f"its code cannot be read ({exc.strerror})"
+            continue
+        if actual != reference:
+            changed = sorted(set(actual) ^ set(reference)) or sorted(
+                p for p in actual if actual[p] != reference[p]
+            )
+            untrusted[domain_id] = f"its files differ from its package: {', '.join(changed[:5])}"
+        elif bad := bytecode_mismatches(folder):
+            untrusted[domain_id] = f"its __pycache__ bytecode differs: {', '.join(bad[:5])}"
+    return untrusted
+
+
 def device_specs(
     state_dir: Path,
     config: TREConfig,
     records: Mapping[str, DomainRecord],
     extra: Iterable[DomainSpec] = (),
+    untrusted: Iterable[str] = (),
 ) -> list[DomainSpec]:
     """The specs a device boots, in boot order: the config's (plus ``extra``), minus removed
-    domains, with installed packages in place of (or beside) the config's."""
+    domains, with installed packages in place of (or beside) the config's. An ``untrusted``
+    package domain gets a stand-in spec: its code is not imported."""
     packaged: list[DomainSpec] = []
     skip: set[str] = set()
+    untrusted = set(untrusted)
     for domain_id, record in sorted(records.items()):
         if record.state is DomainLifecycle.REMOVED:
             skip.add(domain_id)
         elif record.source.startswith(PACKAGE_SOURCE):
             skip.add(domain_id)
-            packaged.append(record_spec(state_dir, record))
+            if domain_id in untrusted or record.state is DomainLifecycle.LOCKED:
+                packaged.append(_stand_in(_folder(state_dir, record), record))
+            else:
+                packaged.append(record_spec(state_dir, record))
     specs = [s for s in resolve(config, extra) if s.id not in skip]
     seen = {s.id: s.manifest.path for s in specs}
     for spec in packaged:

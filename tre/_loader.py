@@ -107,7 +107,10 @@ def _import_entry(manifest: Manifest, folder: Path | None, strict: bool = False)
                 sys.modules[unique] = module
                 try:
                     spec.loader.exec_module(module)
-                except Exception as exc:
+                except KeyboardInterrupt:
+                    del sys.modules[unique]
+                    raise
+                except BaseException as exc:  # SystemExit from a module is not ours to obey
                     del sys.modules[unique]
                     raise ConfigError(
                         manifest.path, "entry", f"importing {candidate} failed: {exc!r}"

@@ -31,7 +31,7 @@ from ._errors import ConfigError, DomainFailed
 from ._evidence import EvidenceMaker
 from ._host import HostGateway, HostSession
 from ._hostserver import ServerLimits, serve_host
-from ._installed import device_specs, package_references
+from ._installed import device_specs, package_references, untrusted_packages
 from ._integrity import IntegrityError, IntegrityMonitor, IntegritySettings
 from ._integrity_seal import domain_verify_keys
 from ._kernel import Kernel
@@ -298,7 +298,17 @@ async def open_tre(
             raise
         cfg = device.config
         try:
-            specs: Sequence[DomainSpec] = device_specs(Path(state), cfg, device.records, domains)
+            # Installed packages are measured before any of their code is imported: one
+            # that does not match is locked now, and its code never loaded.
+            untrusted = await trio.to_thread.run_sync(
+                untrusted_packages, Path(state), device.records
+            )
+            for domain_id, why in sorted(untrusted.items()):
+                if device.records[domain_id].state is not DomainLifecycle.LOCKED:
+                    await tamper(device, domain_id, f"integrity (boot): {domain_id}: {why}")
+            specs: Sequence[DomainSpec] = device_specs(
+                Path(state), cfg, device.records, domains, untrusted
+            )
         except BaseException:
             with trio.CancelScope(shield=True):
                 await device.close()
