@@ -12,20 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from typing import Any
 
 import ipc
 
-from ._cli_json import print_json
+from ._cli_json import print_json, refuse
 from ._cli_user import read_password
 from ._errors import ConfigError
 from ._hostclient import HostClient
 
 __all__ = ["add_call_commands", "from_json", "to_json"]
-
-#: Exit status of a call the TRE refused or a domain answered with an error.
-REFUSED = 3
 
 
 def from_json(value: Any) -> Any:
@@ -73,8 +69,7 @@ def cmd_call(args: argparse.Namespace) -> int:
         except ipc.InvalidFrame:
             raise
         except ipc.TREError as exc:
-            print(f"tre: error: {exc.code}: {exc}", file=sys.stderr)
-            return REFUSED
+            return refuse(exc)
         except (OSError, ConnectionError) as exc:
             raise ConfigError(args.socket, "", f"connection failed: {exc}") from None
     print_json(to_json(result))

@@ -9,26 +9,17 @@ A package or transfer the device refuses exits with status 3 and one line
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 import attestation
 
-from ._cli_json import print_json
+from ._cli_json import print_json, refuse
 from ._cli_package import read_bundle
 from ._errors import InstallRefused
 from ._install import install_package, remove_domain, transfer_domain
 
 __all__ = ["add_install_commands"]
-
-#: Exit status of a package, removal or transfer the device refuses.
-REFUSED = 3
-
-
-def _refused(exc: attestation.UpdateError | InstallRefused) -> int:
-    print(f"tre: error: {exc.code}: {exc.message}", file=sys.stderr)
-    return REFUSED
 
 
 def _report(result: dict[str, Any], as_json: bool) -> None:
@@ -56,7 +47,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     try:
         result = install_package(Path(args.state), envelope, files, domain=args.domain)
     except (attestation.UpdateError, InstallRefused) as exc:
-        return _refused(exc)
+        return refuse(exc)
     _report(result, args.json)
     return 0
 
@@ -66,7 +57,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     try:
         result = transfer_domain(Path(args.state), args.domain, envelope, files)
     except (attestation.UpdateError, InstallRefused) as exc:
-        return _refused(exc)
+        return refuse(exc)
     _report(result, args.json)
     return 0
 
@@ -75,7 +66,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
     try:
         result = remove_domain(Path(args.state), args.domain)
     except InstallRefused as exc:
-        return _refused(exc)
+        return refuse(exc)
     if args.json:
         print_json(result)
     else:

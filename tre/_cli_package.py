@@ -11,7 +11,6 @@ its exact signed bytes; installing on a device (later work) verifies it with
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 import attestation
 
-from ._cli_json import print_json
+from ._cli_json import days_arg, print_json
 from ._errors import ConfigError
 from ._factory import write_new_file, write_secret_file
 from ._loader import load_domain_dir
@@ -32,17 +31,6 @@ __all__ = ["FORMAT", "add_package_commands", "read_bundle", "write_bundle"]
 
 FORMAT = "tre-package/1"
 DAY = 86400
-
-
-def _days(text: str) -> float:
-    """argparse type: a validity in days, finite, above 0, at most a century."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and 0 < value <= 36500):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days in (0, 36500]")
-    return value
 
 
 def write_bundle(path: Path, envelope: bytes, files: dict[str, bytes]) -> None:
@@ -180,7 +168,7 @@ def add_package_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) 
     pb.add_argument("--out", metavar="FILE", required=True, help="the package file to write")
     pb.add_argument("--counter", type=int, help="release counter (default: the time, seconds)")
     pb.add_argument(
-        "--expires-days", type=_days, default=365.0, help="validity (default 365, at most 36500)"
+        "--expires-days", type=days_arg, default=365.0, help="validity (default 365, at most 36500)"
     )
     pb.add_argument("--migrate", choices=["none", "owner"], help="how sealed data migrates")
     pb.set_defaults(func=cmd_build)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,16 +23,14 @@ from cryptography.hazmat.primitives.serialization import (
 
 import attestation
 
-from ._cli_json import print_json
+from ._cli_json import days_arg, print_json, refuse
 from ._errors import ConfigError
 from ._factory import MAX_ROOT_KEYS, ROOT_VALIDITY_DAYS, write_new_file
 from ._root import new_root, read_root, rotate_state
 
-__all__ = ["REFUSED", "add_root_commands", "count_arg", "root_summary"]
+__all__ = ["add_root_commands", "count_arg", "root_summary"]
 
 CMDLINE = "<command line>"
-#: Exit status of a root (or, later, a package) the device refuses.
-REFUSED = 3
 
 
 def count_arg(text: str) -> int:
@@ -45,16 +41,6 @@ def count_arg(text: str) -> int:
         value = 0
     if not 1 <= value <= MAX_ROOT_KEYS:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number in 1..{MAX_ROOT_KEYS}")
-    return value
-
-
-def _days(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of days")
     return value
 
 
@@ -147,9 +133,7 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     try:
         root = rotate_state(Path(args.state), envelope, int(time.time()))
     except attestation.UpdateError as exc:
-        message = " ".join(exc.message.split())
-        print(f"tre: error: {exc.code}: {message}", file=sys.stderr)
-        return REFUSED
+        return refuse(exc)
     print(f"root rotated: v{root.version - 1} -> v{root.version} (expires {_when(root.expires)})")
     return 0
 
@@ -193,7 +177,7 @@ def add_root_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -> 
     rn.add_argument("--threshold", type=count_arg, metavar="K", help="keys needed (default: keep)")
     rn.add_argument(
         "--expires-days",
-        type=_days,
+        type=days_arg,
         default=float(ROOT_VALIDITY_DAYS),
         metavar="D",
         help=f"validity (default {ROOT_VALIDITY_DAYS})",

@@ -20,7 +20,6 @@ from typing import Any
 from ._cli_json import print_json
 from ._config import TREConfig
 from ._device import Device
-from ._runlock import state_lock
 from ._users import (
     MAX_FAILURES,
     ROLES,
@@ -71,13 +70,8 @@ def read_password(prompt: str, *, confirm: bool = False) -> str:
 def open_users(state_dir: Path) -> Iterator[tuple[Users, TREConfig]]:
     """The users of the device in ``state_dir`` and its config, under the state's lock
     (StateBusy while a TRE runs on it); the store is closed on the way out."""
-    with state_lock(state_dir, "manage users"):
-        device = Device.open_sync(state_dir)
-        try:
-            yield Users(device.store.sync, users_key(device)), device.config
-        finally:
-            device.store.sync.close()
-            device.counters.close()
+    with Device.offline(state_dir, "manage users") as device:
+        yield Users(device.store.sync, users_key(device)), device.config
 
 
 def _grants_text(user: User) -> str:

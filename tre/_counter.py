@@ -23,10 +23,19 @@ from pathlib import Path
 
 from ._errors import StorageError
 
-__all__ = ["CounterTampered", "MonotonicCounter"]
+__all__ = ["CounterTampered", "MonotonicCounter", "fsync_dir"]
 
 _MAGIC = b"TRECTR1\x00"
 _LAYOUT = struct.Struct(">8sQ32s")  # magic, value, HMAC-SHA256(magic || value)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a folder's entries durable (a file created, renamed or removed in it)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class CounterTampered(StorageError):
@@ -71,11 +80,7 @@ class MonotonicCounter:
             os.link(tmp, self.path)
         finally:
             tmp.unlink()
-        folder = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+        fsync_dir(self.path.parent)
 
     def _open(self, flags: int) -> int:
         """A descriptor of the record, refusing anything but a regular file (a FIFO, a

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import shutil
 from pathlib import Path
 
-from ._counter import CounterTampered, MonotonicCounter
+from ._counter import CounterTampered, MonotonicCounter, fsync_dir
 
 __all__ = ["COUNTER_DIR", "CounterBank", "CounterTampered"]
 
@@ -101,7 +100,7 @@ class CounterBank:
         path = self._path(domain, label)
         if path.exists():
             path.unlink()
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
 
     def erase_domain(self, domain: str) -> None:
         """Delete every counter of ``domain`` (removal, transfer)."""
@@ -112,11 +111,3 @@ class CounterBank:
                 del self._memory[key]
             return
         shutil.rmtree(self.folder / domain, ignore_errors=True)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -18,12 +18,13 @@ Every lifecycle transition goes through :meth:`Device.emit`: it is written to th
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from ._keystore import DomainKeys
 from ._lifecycle import DOMAIN_LIFECYCLE, TRE_LIFECYCLE, DomainLifecycle, TREState, check_move
 from ._loader import DomainSpec
 from ._measure import domain_code_hash, manifest_hash, tre_code_hash, unsigned_owner_hash
+from ._runlock import state_lock
 from ._store import AsyncStore, Store
 
 __all__ = [
@@ -132,6 +134,11 @@ def read_domain_rows(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
     return conn.execute(_SELECT_DOMAINS).fetchall()
 
 
+def split_keys(blob: bytes) -> tuple[bytes, ...]:
+    """Raw 32-byte public keys stored concatenated (an owner or root role in a row)."""
+    return tuple(blob[i : i + 32] for i in range(0, len(blob), 32))
+
+
 def record_from_row(row: tuple[Any, ...]) -> DomainRecord:
     keys = bytes(row[7])
     try:
@@ -146,7 +153,7 @@ def record_from_row(row: tuple[Any, ...]) -> DomainRecord:
         svn=row[4],
         measurement=row[5],
         state=state,
-        owner_keys=tuple(keys[i : i + 32] for i in range(0, len(keys), 32)),
+        owner_keys=split_keys(keys),
         owner_threshold=row[8],
         counter=row[9],
         package=row[10],
@@ -236,7 +243,7 @@ class Device:
         keys = bytes(meta.get("tre_package_keys") or b"")
         self.tre_package_role: attestation.Role | None = (
             attestation.Role(
-                frozenset(keys[i : i + 32] for i in range(0, len(keys), 32)),
+                frozenset(split_keys(keys)),
                 int(meta.get("tre_package_threshold") or 0),
             )
             if keys
@@ -325,6 +332,19 @@ class Device:
             store.close()
             raise Terminated(f"the device in {state_dir} has been terminated")
         return device
+
+    @classmethod
+    @contextlib.contextmanager
+    def offline(cls, state_dir: Path, what: str) -> Iterator[Device]:
+        """The device in ``state_dir`` for an offline operation (``what``, e.g. "install"):
+        under the state's lock (:class:`StateBusy` while a TRE runs on it), closed after."""
+        with state_lock(Path(state_dir), what):
+            device = cls.open_sync(Path(state_dir))
+            try:
+                yield device
+            finally:
+                device.store.sync.close()
+                device.counters.close()
 
     @classmethod
     async def open(cls, state_dir: Path) -> Device:

@@ -54,6 +54,7 @@ from typing import Any
 
 import attestation
 
+from ._counter import fsync_dir
 from ._device import Device, DomainRecord, TREEvent, measure, new_epoch
 from ._errors import ConfigError, InstallRefused
 from ._installed import PACKAGE_DIR, package_folder, package_source, record_spec
@@ -63,7 +64,6 @@ from ._lifecycle import DOMAIN_LIFECYCLE, DomainLifecycle, TREState, check_move
 from ._loader import DomainSpec, load_domain_dir
 from ._measure import code_files, read_code, read_tree, tre_roots
 from ._root import load_root
-from ._runlock import state_lock
 
 __all__ = ["STAGING_DIR", "install_package", "remove_domain", "transfer_domain"]
 
@@ -103,33 +103,26 @@ def transfer_domain(
 def remove_domain(state_dir: Path, domain: str) -> dict[str, Any]:
     """Remove ``domain`` and crypto-erase its keystore (see the module docstring)."""
     state_dir = Path(state_dir)
-    with state_lock(state_dir, "remove a domain"):
-        device = Device.open_sync(state_dir)
-        try:
-            record = device.records.get(domain)
-            if record is None or record.state is DomainLifecycle.REMOVED:
-                raise InstallRefused(f"no domain {domain!r} is installed")
-            check_move(
-                DOMAIN_LIFECYCLE, f"domain {domain!r}", record.state, DomainLifecycle.REMOVED
+    with Device.offline(state_dir, "remove a domain") as device:
+        record = device.records.get(domain)
+        if record is None or record.state is DomainLifecycle.REMOVED:
+            raise InstallRefused(f"no domain {domain!r} is installed")
+        check_move(DOMAIN_LIFECYCLE, f"domain {domain!r}", record.state, DomainLifecycle.REMOVED)
+        stamp = time.time()
+
+        def write(conn: sqlite3.Connection) -> int:
+            erased = _erase_keys(conn, device, domain)
+            conn.execute(
+                "UPDATE domains SET state = 'removed', epoch = ?, package = NULL WHERE id = ?",
+                (new_epoch(), domain),
             )
-            stamp = time.time()
+            _event(conn, stamp, "domain_removed", domain, f"{erased} keys crypto-erased")
+            return erased
 
-            def write(conn: sqlite3.Connection) -> int:
-                erased = _erase_keys(conn, device, domain)
-                conn.execute(
-                    "UPDATE domains SET state = 'removed', epoch = ?, package = NULL WHERE id = ?",
-                    (new_epoch(), domain),
-                )
-                _event(conn, stamp, "domain_removed", domain, f"{erased} keys crypto-erased")
-                return erased
-
-            erased = device.store.sync.write(write)
-            _truncate_wal(device)
-            device.counters.erase_domain(domain)  # (they no longer verify: a new epoch)
-            device.emit(TREEvent(stamp, "domain_removed", domain, f"{erased} keys erased"))
-        finally:
-            device.store.sync.close()
-            device.counters.close()
+        erased = device.store.sync.write(write)
+        _truncate_wal(device)
+        device.counters.erase_domain(domain)  # (they no longer verify: a new epoch)
+        device.emit(TREEvent(stamp, "domain_removed", domain, f"{erased} keys erased"))
         shutil.rmtree(state_dir / PACKAGE_DIR / domain, ignore_errors=True)
         manifest_path(state_dir, domain).unlink(missing_ok=True)
     return {"domain": domain, "removed": True, "keys_erased": erased, "counter": record.counter}
@@ -161,15 +154,10 @@ def _run(
     if domain_id is None and transfer:
         raise attestation.WrongTarget("the TRE's own code has no owner to transfer")
     when = int(time.time()) if now is None else now
-    with state_lock(state_dir, "install"):
-        device = Device.open_sync(state_dir)
-        try:
-            if domain_id is None:
-                return _install_tre(device, envelope, files, when, code_roots)
-            return _install(device, state_dir, domain_id, envelope, files, when, transfer)
-        finally:
-            device.store.sync.close()
-            device.counters.close()
+    with Device.offline(state_dir, "install") as device:
+        if domain_id is None:
+            return _install_tre(device, envelope, files, when, code_roots)
+        return _install(device, state_dir, domain_id, envelope, files, when, transfer)
 
 
 def _install_tre(
@@ -360,14 +348,14 @@ def _stage(
             finally:
                 os.close(fd)
         for folder in sorted({(stage / rel).parent for rel in files}, reverse=True):
-            _fsync_dir(folder)
+            fsync_dir(folder)
         on_disk = {rel: read_code(path) for rel, path in code_files(stage)}
         attestation.check_files(package, on_disk)
         final = base / domain_id / str(package.counter)
         final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.rename(stage, final)  # refuses an existing final folder (never overwrites code)
-        _fsync_dir(final.parent)
-        _fsync_dir(staging)
+        fsync_dir(final.parent)
+        fsync_dir(staging)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
@@ -505,14 +493,6 @@ def _truncate_wal(device: Device) -> None:
     """Move every page into the database and empty the write-ahead log, so the erased
     rows' old pages do not linger in it (``secure_delete`` zeroes them in the database)."""
     device.store.sync.read(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _sweep(state_dir: Path, records: Mapping[str, DomainRecord]) -> None:
