@@ -17,13 +17,12 @@ from typing import TYPE_CHECKING
 
 import attestation
 
-from ._bytecode import bytecode_mismatches
 from ._config import TREConfig
 from ._errors import ConfigError, StorageError
+from ._integrity import check_folder
 from ._lifecycle import DomainLifecycle
 from ._loader import DomainSpec, load_domain_dir, load_plugin, resolve
 from ._manifest import load_manifest, parse_manifest
-from ._measure import code_files, file_digests, read_code
 from ._plugin import Domain
 
 if TYPE_CHECKING:
@@ -127,17 +126,12 @@ def untrusted_packages(state_dir: Path, records: Mapping[str, DomainRecord]) -> 
             untrusted[domain_id] = "its recorded folder is malformed"
             continue
         try:
-            actual = file_digests([(rel, read_code(p)) for rel, p in code_files(folder)])
+            problem = check_folder(domain_id, reference, folder)
         except OSError as exc:
             untrusted[domain_id] = f"its code cannot be read ({exc.strerror})"
             continue
-        if actual != reference:
-            changed = sorted(set(actual) ^ set(reference)) or sorted(
-                p for p in actual if actual[p] != reference[p]
-            )
-            untrusted[domain_id] = f"its files differ from its package: {', '.join(changed[:5])}"
-        elif bad := bytecode_mismatches(folder):
-            untrusted[domain_id] = f"its __pycache__ bytecode differs: {', '.join(bad[:5])}"
+        if problem is not None:
+            untrusted[domain_id] = problem.describe()
     return untrusted
 
 

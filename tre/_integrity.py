@@ -48,6 +48,7 @@ __all__ = [
     "IntegritySettings",
     "IntegrityStale",
     "Mismatch",
+    "check_folder",
     "domain_files",
     "manifest_path",
     "measure_scope",
@@ -188,6 +189,16 @@ def compare(
     return None
 
 
+def check_folder(scope: str, expected: Mapping[str, bytes], folder: Path) -> Mismatch | None:
+    """Measure every code file of ``folder`` against ``expected`` (path -> SHA-256), then
+    the bytecode caches Python would run instead of them. OSError if a file cannot be read."""
+    actual = file_digests([(rel, read_code(path)) for rel, path in code_files(folder)])
+    problem = compare(scope, expected, actual)
+    if problem is None:
+        problem = _bytecode_problem(scope, bytecode_mismatches(folder))
+    return problem
+
+
 def _bytecode_problem(scope: str, files: list[str]) -> Mismatch | None:
     """Cache files Python would run instead of the measured sources (tre/_bytecode.py)."""
     if not files:
@@ -283,10 +294,11 @@ class IntegrityMonitor:
         for domain_id, (spec, key) in self._domains.items():
             try:
                 expected = self._manifest(domain_id, key)
-                problem = compare(domain_id, expected, measure_scope(domain_id, spec, None))
                 folder = spec.manifest.directory
-                if problem is None and folder is not None:
-                    problem = _bytecode_problem(domain_id, bytecode_mismatches(Path(folder)))
+                if folder is None:  # a domain built in code: its class's source file
+                    problem = compare(domain_id, expected, measure_scope(domain_id, spec, None))
+                else:
+                    problem = check_folder(domain_id, expected, Path(folder))
             except IntegrityError as exc:
                 problem = Mismatch(domain_id, changed=(exc.message,))
             except OSError as exc:
