@@ -142,9 +142,9 @@ def _explanation(o: Outcome) -> str:
         f"At {TARGET}x a host call may take {allowed:.0f} us more than the bare round trip; "
         f"it takes {u['extra']:.0f} us more: {u['kernel_call']:.0f} us for the kernel call "
         f"to oem's task and back as the socket path pays it ({u['session_call']:.0f} us in a "
-        "tight in-process loop; after a socket wake-up its two task switches, each a pass of "
-        "trio's run loop with its epoll poll, run on a CPU just back from idle, with colder "
-        f"caches) and {u['server_code']:+.1f} us for the host server's own code."
+        "tight in-process loop: two task switches, each a pass of trio's run loop; why the "
+        "socket path pays more for them is not broken down here) and "
+        f"{u['server_code']:+.1f} us for the host server's own code."
     )
     if f["ratio"] >= TARGET:
         verdict = f"Host call target met. {head}"
